@@ -1,0 +1,108 @@
+"""Buckets as folders: the embedded runner's storage.
+
+``root/{bucket}/{name}`` is a plain file that people can open. A generation is the file's
+``st_mtime_ns``, stamped from the nanosecond clock at creation (file timestamps
+themselves tick only every few milliseconds, too coarse to tell a quick rewrite apart); every read opens the file and checks the generation on the open
+descriptor, so a file replaced between the check and the read is never mistaken for the one
+asked for. Writes go to a temporary file that is hard-linked into place, which fails if the
+name exists: create-only, atomic, and never a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import AlreadyExists, NotFound, PreconditionFailed
+from ..messages import ObjectRef
+from .storage import ObjectInfo
+
+TEMP_PREFIX = ".tmp-"
+
+
+class FolderStorage:
+    """Implements ``Storage`` on a local folder (one sub-folder per bucket)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _path(self, bucket: str, name: str) -> Path:
+        path = (self.root / bucket / name).resolve()
+        if not path.is_relative_to((self.root / bucket).resolve()) or "/" in bucket or bucket in ("", ".", ".."):
+            raise NotFound(f"object name {bucket}/{name} leaves its bucket folder")
+        return path
+
+    @contextlib.contextmanager
+    def _open(self, ref: ObjectRef) -> Iterator[BinaryIO]:
+        try:
+            handle = open(self._path(ref.bucket, ref.name), "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+            raise NotFound(f"{ref.identity} does not exist", exc) from exc
+        with handle:
+            if os.fstat(handle.fileno()).st_mtime_ns != ref.generation:
+                raise NotFound(f"{ref.identity}: that generation no longer exists")
+            yield handle
+
+    def read(self, ref: ObjectRef) -> bytes:
+        with self._open(ref) as handle:
+            return handle.read()
+
+    def read_range(self, ref: ObjectRef, start: int, end: int) -> bytes:
+        with self._open(ref) as handle:
+            handle.seek(start)
+            return handle.read(max(0, end - start))
+
+    def stat(self, bucket: str, name: str) -> ObjectInfo | None:
+        try:
+            st = self._path(bucket, name).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not os.path.isfile(self._path(bucket, name)):
+            return None
+        updated = dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, dt.timezone.utc)
+        return ObjectInfo(ObjectRef(bucket, name, st.st_mtime_ns), st.st_size, None, updated)
+
+    def write_new(self, bucket: str, name: str, data: bytes, content_type: str | None = None) -> ObjectRef:
+        path = self._path(bucket, name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.utime(temp, ns=(time.time_ns(), time.time_ns()))
+            try:
+                os.link(temp, path)
+            except FileExistsError as exc:
+                raise AlreadyExists(f"{bucket}/{name} already exists", exc) from exc
+        finally:
+            os.unlink(temp)
+        return ObjectRef(bucket, name, path.stat().st_mtime_ns)
+
+    def delete(self, ref: ObjectRef) -> None:
+        info = self.stat(ref.bucket, ref.name)
+        if info is None:
+            raise NotFound(f"{ref.identity} does not exist")
+        if info.ref.generation != ref.generation:
+            raise PreconditionFailed(
+                f"{ref.bucket}/{ref.name} is at generation {info.ref.generation}, not {ref.generation}"
+            )
+        self._path(ref.bucket, ref.name).unlink()
+
+    def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        top = self.root / bucket
+        names = sorted(
+            path.relative_to(top).as_posix()
+            for path in top.rglob("*")
+            if path.is_file() and not path.name.startswith(TEMP_PREFIX)
+        )
+        for name in names:
+            if name.startswith(prefix) and (info := self.stat(bucket, name)) is not None:
+                yield info

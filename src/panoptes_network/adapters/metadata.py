@@ -1,0 +1,45 @@
+"""The metadata store: documents in flat collections (Firestore in the cloud, SQLite locally).
+
+The interface is deliberately small and made of operations that are exact under redelivery
+without contended transactions (the Firestore emulator aborts those): ``create`` succeeds once,
+``merge`` is idempotent. Values are JSON-like plus timezone-aware ``datetime``; nested maps
+merge key by key, as Firestore's ``set(..., merge=True)`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+
+class MetadataStore(Protocol):
+    """Errors: ``TransientError`` when the backend is unavailable."""
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        """The document, or None."""
+        ...
+
+    def create(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> bool:
+        """Create the document if it does not exist; True when this call created it."""
+        ...
+
+    def merge(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> None:
+        """Create or update the document, merging nested maps key by key."""
+        ...
+
+    def list(
+        self, collection: str, where: Mapping[str, Any] | None = None, limit: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """(id, document) pairs whose top-level fields equal ``where``, ordered by id."""
+        ...
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into ``base`` the way Firestore merges: maps recursively, the rest replaced."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = dict(value) if isinstance(value, Mapping) else value
+    return merged

@@ -1,0 +1,116 @@
+"""The metadata store in one SQLite file (embedded runs): a JSON document per row.
+
+Several processes of the embedded runner share the file, so every write is one short
+``BEGIN IMMEDIATE`` transaction (WAL mode, busy timeout) and merges read the current row inside it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import TransientError
+from .metadata import deep_merge
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (collection, id)
+)
+"""
+TIME_TAG = "$time"
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: metadata times must be timezone-aware")
+        return {TIME_TAG: value.astimezone(dt.timezone.utc).isoformat()}
+    raise TypeError(f"cannot store {type(value).__name__} in metadata")
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    if obj.keys() == {TIME_TAG}:
+        return dt.datetime.fromisoformat(obj[TIME_TAG])
+    return obj
+
+
+class SqliteMetadata:
+    """Implements ``MetadataStore`` on a SQLite file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._transaction() as db:
+            db.execute(SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        db = self._connection()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise TransientError(f"metadata database {self.path} is busy: {exc}", exc) from exc
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        row = self._connection().execute(
+            "SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)
+        ).fetchone()
+        return json.loads(row[0], object_hook=_decode) if row else None
+
+    def create(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO documents (collection, id, data) VALUES (?, ?, ?)",
+                (collection, doc_id, json.dumps(fields, default=_encode)),
+            )
+            return cursor.rowcount == 1
+
+    def merge(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> None:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)
+            ).fetchone()
+            current = json.loads(row[0], object_hook=_decode) if row else {}
+            db.execute(
+                "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
+                (collection, doc_id, json.dumps(deep_merge(current, fields), default=_encode)),
+            )
+
+    def list(
+        self, collection: str, where: Mapping[str, Any] | None = None, limit: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        rows = self._connection().execute(
+            "SELECT id, data FROM documents WHERE collection = ? ORDER BY id", (collection,)
+        )
+        for doc_id, data in rows:
+            doc = json.loads(data, object_hook=_decode)
+            if all(doc.get(key) == value for key, value in (where or {}).items()):
+                found.append((doc_id, doc))
+                if limit is not None and len(found) >= limit:
+                    break
+        return found

@@ -1,0 +1,195 @@
+"""``panoptes-network``: run the pipeline on this machine, read its records, start the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from .adapters.sqlite_metadata import SqliteMetadata
+from .context import local_context
+from .embedded import FileReport, process, record_of
+from .logs import configure_logging
+from .settings import DEFAULT_DATA_DIR, Settings
+
+DESCRIPTION = """\
+Process PANOPTES images on this machine, through the same steps the cloud services run.
+
+Buckets become folders under the data directory, topics an in-process queue, and the
+metadata (Firestore in the cloud) one SQLite file, so no cloud account, emulator or network
+is needed. Logs go to DATA_DIR/pipeline.log as JSON lines.
+"""
+
+EPILOG = """\
+examples:
+  panoptes-network sample                       write a realistic synthetic frame
+  panoptes-network process ./frames             every file under ./frames
+  panoptes-network process --json unsolved.fits one JSON record per image on stdout
+  panoptes-network status PAN001_XXXXXX_20160909T081314
+  panoptes-network stack                        the local cloud stack, until Ctrl-C
+"""
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def _print_table(rows: list[tuple[str, ...]], headers: tuple[str, ...], out: Any) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    for row in (headers, *rows):
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip(), file=out)
+
+
+def _summary_row(record: dict[str, Any]) -> tuple[str, ...]:
+    steps = record.get("steps", {})
+    done = ", ".join(f"{name}:{step.get('state')}" for name, step in steps.items()) or "-"
+    errors = [step.get("error") for step in steps.values() if step.get("error")]
+    note = record.get("error") or record.get("reason") or (errors[0] if errors else "")
+    image = record.get("image_id") or Path(record.get("input", record.get("name", "?"))).name
+    return (image, record.get("status", "?"), done, note)
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "pipeline.log"
+    configure_logging(open(log_path, "a", buffering=1))
+    settings = Settings.from_env({**os.environ, "PANOPTES_DATA_DIR": str(data_dir)})
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"panoptes-network: no such file or folder: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    context, _ = local_context(settings, data_dir)
+    records: list[dict[str, Any]] = []
+    failed = 0
+    reports = process(args.paths, data_dir, settings, args.jobs, log_path)
+    with tqdm(reports, desc="images", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
+        for report in bar:
+            report: FileReport
+            failed += report.failed
+            record = record_of(context, report)
+            records.append(record)
+            if args.json:
+                tqdm.write(json.dumps(record, default=_json_default, sort_keys=True), file=sys.stdout)
+    summary_out = sys.stderr if args.json else sys.stdout
+    if not args.quiet:
+        _print_table([_summary_row(r) for r in records], ("IMAGE", "STATUS", "STEPS", "NOTE"), summary_out)
+        print(
+            f"{len(records)} file(s), {failed} failed; data in {data_dir}/ (log: {log_path})",
+            file=summary_out,
+        )
+    return 1 if failed else 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    path = args.data_dir / "metadata.sqlite"
+    if not path.exists():
+        print(f"panoptes-network: no records in {args.data_dir}/ (run 'process' first)", file=sys.stderr)
+        return 2
+    metadata = SqliteMetadata(path)
+    if args.image_id:
+        record = metadata.get("images", args.image_id)
+        if record is None:
+            print(f"panoptes-network: no image {args.image_id} in {args.data_dir}/", file=sys.stderr)
+            return 1
+        records = [record]
+    else:
+        records = [doc for _, doc in metadata.list("images")] + [doc for _, doc in metadata.list("objects")]
+    if args.json:
+        for record in records:
+            print(json.dumps(record, default=_json_default, sort_keys=True))
+    else:
+        _print_table([_summary_row(r) for r in records], ("IMAGE", "STATUS", "STEPS", "NOTE"), sys.stdout)
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from .synthetic import FULL_SHAPE, FrameSpec, write_frame
+
+    shape = FULL_SHAPE if args.size == "full" else (700, 700)
+    spec = FrameSpec(shape=shape, stars=3000 if args.size == "full" else 60, seed=args.seed)
+    print(write_frame(spec, args.out))
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from .stack import run_stack_forever
+
+    return run_stack_forever(args.project, args.log_dir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="panoptes-network",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data_dir = argparse.ArgumentParser(add_help=False)
+    data_dir.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("PANOPTES_DATA_DIR", DEFAULT_DATA_DIR)),
+        help="where buckets (folders) and records (metadata.sqlite) live (default: %(default)s)",
+    )
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="one JSON record per image on stdout")
+
+    run = commands.add_parser(
+        "process",
+        parents=[data_dir, as_json],
+        help="process local files through every step",
+        description="Ingest files (or every file under folders) into the raw bucket folder and run "
+        "each through the pipeline's steps. Exit status 1 when any image failed.",
+    )
+    run.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="FITS or camera raw files, or folders")
+    run.add_argument(
+        "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="images processed in parallel (default: %(default)s)"
+    )
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
+    run.set_defaults(func=cmd_process)
+
+    status = commands.add_parser("status", parents=[data_dir, as_json], help="show stored records")
+    status.add_argument("image_id", nargs="?", help="one image (default: every image and ignored object)")
+    status.set_defaults(func=cmd_status)
+
+    sample = commands.add_parser(
+        "sample",
+        help="write a realistic synthetic PANOPTES frame",
+        description="Write a synthetic raw Bayer frame with a POCS header at its canonical path under OUT.",
+    )
+    sample.add_argument("--out", type=Path, default=Path("samples"), help="folder (default: %(default)s)")
+    sample.add_argument("--size", choices=("full", "small"), default="full", help="5208x3476 or 700x700")
+    sample.add_argument("--seed", type=int, default=1, help="random seed (default: %(default)s)")
+    sample.set_defaults(func=cmd_sample)
+
+    stack = commands.add_parser(
+        "stack",
+        help="run the local cloud stack (emulators, fake GCS, every service) until Ctrl-C",
+        description="Start the Pub/Sub and Firestore emulators, fake-gcs-server with notifications, "
+        "the topology's topics, buckets and push subscriptions, and every service under gunicorn.",
+    )
+    stack.add_argument("--project", default="panoptes-local", help="project id (default: %(default)s)")
+    stack.add_argument("--log-dir", type=Path, default=Path("stack-logs"), help="server logs (default: %(default)s)")
+    stack.set_defaults(func=cmd_stack)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""What a step gets to work with: settings and the three adapters, cloud or local."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from .adapters.folder_storage import FolderStorage
+from .adapters.metadata import MetadataStore
+from .adapters.publisher import Publisher, QueuePublisher
+from .adapters.sqlite_metadata import SqliteMetadata
+from .adapters.storage import Storage
+from .messages import StepMessage
+from .settings import Settings
+from .topology import Topology, load_topology
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    settings: Settings
+    storage: Storage
+    publisher: Publisher
+    metadata: MetadataStore
+    topology: Topology = dataclasses.field(default_factory=load_topology)
+
+    def publish(self, topic: str, message: StepMessage) -> str:
+        """Publish a step message to a topic of the topology; return the message id."""
+        if topic not in self.topology.topics:
+            raise ValueError(f"topic {topic!r} is not in the topology")
+        data, attributes = message.encode()
+        return self.publisher.publish(topic, data, attributes)
+
+
+def local_context(settings: Settings, data_dir: Path) -> tuple[Context, QueuePublisher]:
+    """The embedded stand-ins: buckets are folders, topics one queue, metadata one SQLite file."""
+    publisher = QueuePublisher()
+    context = Context(
+        settings=settings,
+        storage=FolderStorage(data_dir / "buckets"),
+        publisher=publisher,
+        metadata=SqliteMetadata(data_dir / "metadata.sqlite"),
+    )
+    return context, publisher
+
+
+def cloud_context(settings: Settings) -> Context:
+    """The real Google clients (or their emulators, through the usual *_EMULATOR_HOST variables).
+
+    Clients are created lazily by the adapters, so building a context needs no network.
+    """
+    from .adapters.firestore_metadata import FirestoreMetadata
+    from .adapters.gcs_storage import GcsStorage
+    from .adapters.pubsub_publisher import PubSubPublisher
+
+    return Context(
+        settings=settings,
+        storage=GcsStorage(),
+        publisher=PubSubPublisher(settings.project),
+        metadata=FirestoreMetadata(settings.project),
+    )

@@ -1,0 +1,42 @@
+"""Settings: the only place that reads the environment.
+
+Steps receive a ``Settings`` value; they never look at ``os.environ`` themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from .topology import Topology, load_topology
+
+DEFAULT_PROJECT = "panoptes-exp"
+DEFAULT_DATA_DIR = Path("panoptes-data")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults of DESIGN.md."""
+
+    project: str = DEFAULT_PROJECT
+    buckets: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(load_topology().buckets))
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    def bucket(self, key: str) -> str:
+        """The bucket name for a logical bucket (``raw``, ``rgb``, ``backgrounds``, ``processed``)."""
+        return self.buckets[key]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
+        """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR`` and ``PANOPTES_BUCKET_<KEY>``."""
+        topology = topology or load_topology()
+        buckets = {
+            key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()
+        }
+        return cls(
+            project=env.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
+            buckets=buckets,
+            data_dir=Path(env.get("PANOPTES_DATA_DIR", DEFAULT_DATA_DIR)),
+        )

@@ -1,0 +1,28 @@
+"""Status values stored in the metadata store (documented in resources/status.md)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ImageStatus(str, enum.Enum):
+    """``images/{image_id}.status``: where the image is in the chain."""
+
+    RECEIVED = "received"  # routed by image-received; later steps move it on
+    REJECTED = "rejected"  # permanent bad input; the reason is on the step record
+    ERROR = "error"  # a step failed unexpectedly; it will be retried or dead-lettered
+
+
+class StepState(str, enum.Enum):
+    """``images/{image_id}.steps.{step}.state``."""
+
+    DONE = "done"
+    REJECTED = "rejected"
+    ERROR = "error"
+
+
+class ObjectStatus(str, enum.Enum):
+    """``objects/{bucket/name#generation}.status``: inputs that never became an image."""
+
+    IGNORED = "ignored"  # not for this pipeline (unknown file type, pointing image, other bucket)
+    REJECTED = "rejected"  # could not be processed (e.g. an unparseable name)

@@ -1,0 +1,66 @@
+"""image-received: route a new raw-bucket object to the step for its file type.
+
+``.fits`` goes to compression, ``.fits.fz`` to header recording, camera raws to the RGB
+step; anything else is recorded as ignored and acknowledged, never retried. A redelivered
+notification for an input already routed publishes nothing again.
+"""
+
+from __future__ import annotations
+
+from ..context import Context
+from ..errors import Ignored
+from ..messages import ObjectEvent, StepMessage
+from ..names import FileKind, RawName, parse_raw_name
+from ..outcomes import Outcome
+from ..status import ImageStatus, StepState
+from ..step_runner import Step, StepResult, now
+
+NAME = "image-received"
+
+ROUTES: dict[FileKind, str] = {
+    FileKind.FITS: "compress-fits",
+    FileKind.FITS_FZ: "record-image",
+    FileKind.RAW: "make-rgb-fits",
+}
+
+
+def route_for(name: RawName) -> str:
+    """The topic for a parsed raw name, or ``Ignored`` saying why it has none."""
+    if name.is_pointing:
+        raise Ignored(f"{name.image_name} is a pointing image, not a science frame")
+    try:
+        return ROUTES[name.kind]
+    except KeyError:
+        shown = f".{name.extension}" if name.extension else "no extension"
+        raise Ignored(f"file type {shown} is not processed (expected .fits, .fits.fz or a camera raw)") from None
+
+
+def handle(context: Context, event: ObjectEvent) -> StepResult:
+    raw_bucket = context.settings.bucket("raw")
+    if event.ref.bucket != raw_bucket:
+        raise Ignored(f"bucket {event.ref.bucket} is not the raw bucket {raw_bucket}")
+    name = parse_raw_name(event.ref.name)
+    topic = route_for(name)
+    image = context.metadata.get("images", name.image_id) or {}
+    previous = image.get("steps", {}).get(NAME, {})
+    if previous.get("input") == event.ref.identity and previous.get("state") == StepState.DONE.value:
+        return StepResult(Outcome.ALREADY_DONE, reason=f"already routed to {topic}")
+    context.metadata.create(
+        "images",
+        name.image_id,
+        {
+            "image_id": name.image_id,
+            "sequence_id": name.sequence_id,
+            "unit_id": name.unit_id,
+            "camera_id": name.camera_id,
+            "time": name.image_time,
+            "status": ImageStatus.RECEIVED.value,
+            "received": now(),
+        },
+    )
+    message = StepMessage(event.ref, name.image_id, name.sequence_id, {"file_kind": name.kind.value})
+    message_id = context.publish(topic, message)
+    return StepResult(reason=f"routed to {topic}", published={topic: message_id}, record={"routed_to": topic})
+
+
+STEP = Step(NAME, handle)

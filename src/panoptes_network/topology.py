@@ -1,0 +1,99 @@
+"""The declarative topology (``resources/topology.toml``): buckets, topics, services.
+
+Every driver reads the same description, so the embedded runner, the local stack and the
+deployment cannot drift apart (BANZAI's "pipeline as data").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+import tomllib
+from importlib import resources
+from types import ModuleType
+
+MESSAGE_KINDS = ("storage-notification", "step")
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    bucket: str  # logical bucket key
+    topic: str
+    event_types: tuple[str, ...]
+    payload_format: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """One deployable step: it listens on ``topic`` and may publish to ``publishes``."""
+
+    name: str
+    step: str  # dotted module path of the step
+    topic: str
+    message: str
+    publishes: tuple[str, ...]
+    ack_deadline_seconds: int
+
+    @property
+    def subscription(self) -> str:
+        return f"{self.topic}-{self.name}"
+
+    def step_module(self) -> ModuleType:
+        return importlib.import_module(self.step)
+
+
+@dataclasses.dataclass(frozen=True)
+class Topology:
+    buckets: dict[str, str]
+    topics: tuple[str, ...]
+    notifications: tuple[Notification, ...]
+    services: tuple[Service, ...]
+
+    def service(self, name: str) -> Service:
+        for service in self.services:
+            if service.name == name:
+                return service
+        known = ", ".join(s.name for s in self.services)
+        raise KeyError(f"no service {name!r} in the topology (known: {known})")
+
+    def listeners(self, topic: str) -> list[Service]:
+        return [s for s in self.services if s.topic == topic]
+
+
+def parse_topology(text: str) -> Topology:
+    """Parse and cross-check a topology document."""
+    doc = tomllib.loads(text)
+    buckets = dict(doc["buckets"])
+    topics = tuple(t["name"] for t in doc["topics"])
+    notifications = tuple(
+        Notification(n["bucket"], n["topic"], tuple(n["event_types"]), n["payload_format"])
+        for n in doc.get("notifications", [])
+    )
+    services = tuple(
+        Service(
+            name=s["name"],
+            step=s["step"],
+            topic=s["topic"],
+            message=s["message"],
+            publishes=tuple(s.get("publishes", ())),
+            ack_deadline_seconds=int(s["ack_deadline_seconds"]),
+        )
+        for s in doc.get("services", [])
+    )
+    problems = [f"notification of unknown bucket {n.bucket!r}" for n in notifications if n.bucket not in buckets]
+    for service in services:
+        problems += [f"{service.name}: unknown topic {t!r}" for t in (service.topic, *service.publishes) if t not in topics]
+        if service.message not in MESSAGE_KINDS:
+            problems.append(f"{service.name}: message kind {service.message!r} not in {MESSAGE_KINDS}")
+    problems += [f"notification to unknown topic {n.topic!r}" for n in notifications if n.topic not in topics]
+    if problems:
+        raise ValueError("invalid topology: " + "; ".join(problems))
+    return Topology(buckets, topics, notifications, services)
+
+
+@functools.cache
+def load_topology() -> Topology:
+    """The project's topology, shipped with the package."""
+    text = resources.files("panoptes_network").joinpath("resources/topology.toml").read_text()
+    return parse_topology(text)

@@ -1,0 +1,95 @@
+"""The embedded runner and the panoptes-network command, on real and synthetic files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from panoptes_network.cli import main
+from panoptes_network.synthetic import FrameSpec, write_frame
+
+
+@pytest.fixture(scope="module")
+def small_frame(tmp_path_factory) -> Path:
+    return write_frame(FrameSpec(shape=(200, 300), stars=20), tmp_path_factory.mktemp("frames"))
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "panoptes_network.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_process_prints_the_record_of_the_real_unsolved_frame(test_data: Path, tmp_path: Path) -> None:
+    result = run_cli("process", "--json", "--data-dir", str(tmp_path), str(test_data / "panoptes" / "unsolved.fits"))
+    assert result.returncode == 0, result.stderr
+    [record] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["image_id"] == "PAN001_XXXXXX_20160909T081314"
+    assert record["sequence_id"] == "PAN001_XXXXXX_20160909T081152"
+    assert record["status"] == "received"
+    assert record["steps"]["image-received"]["state"] == "done"
+    assert record["steps"]["image-received"]["routed_to"] == "compress-fits"
+    stored = tmp_path / "buckets" / "panoptes-raw-images" / "PAN001/XXXXXX/20160909T081152/20160909T081314.fits"
+    assert stored.read_bytes() == (test_data / "panoptes" / "unsolved.fits").read_bytes()
+    assert "PAN001_XXXXXX_20160909T081314" in result.stderr  # the summary table
+
+
+def test_status_reads_the_records_back(test_data: Path, tmp_path: Path) -> None:
+    assert main(["process", "-q", "--data-dir", str(tmp_path), str(test_data / "panoptes" / "solved.fits.fz")]) == 0
+    result = run_cli("status", "--json", "--data-dir", str(tmp_path), "PAN001_XXXXXX_20160909T081522")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["steps"]["image-received"]["routed_to"] == "record-image"
+    assert run_cli("status", "--data-dir", str(tmp_path), "PAN001_XXXXXX_20990101T000000").returncode == 1
+
+
+def test_a_folder_in_parallel_with_a_failure_exits_nonzero(
+    test_data: Path, small_frame: Path, tmp_path: Path
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(test_data / "panoptes" / "noheader.fits", inputs)
+    shutil.copy(small_frame, inputs)
+    (inputs / "notes.txt").write_text("not an image")
+    result = run_cli("process", "--json", "-j", "2", "--data-dir", str(tmp_path / "data"), str(inputs))
+    assert result.returncode == 1
+    records = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+    assert records[small_frame.name]["status"] == "received"
+    assert records["noheader.fits"]["status"] == "rejected"
+    assert "INSTRUME" in records["noheader.fits"]["error"]
+    assert records["notes.txt"]["status"] == "rejected"
+    assert "2 failed" in result.stderr
+    log = (tmp_path / "data" / "pipeline.log").read_text().splitlines()
+    assert any(json.loads(line).get("outcome") == "done" for line in log)
+
+
+def test_processing_the_same_file_twice_changes_nothing(small_frame: Path, tmp_path: Path, capsys) -> None:
+    assert main(["process", "--json", "-q", "--data-dir", str(tmp_path), str(small_frame)]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["process", "--json", "-q", "--data-dir", str(tmp_path), str(small_frame)]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first == second
+
+
+def test_a_different_file_under_an_existing_name_is_refused_not_overwritten(
+    test_data: Path, tmp_path: Path, capsys
+) -> None:
+    panoptes = test_data / "panoptes"
+    assert main(["process", "-q", "--data-dir", str(tmp_path), str(panoptes / "unsolved.fits")]) == 0
+    # tiny.fits is a crop carrying the same header, so it claims the same image name.
+    assert main(["process", "--json", "-q", "--data-dir", str(tmp_path), str(panoptes / "tiny.fits")]) == 1
+    record = json.loads(capsys.readouterr().out)
+    assert "already holds a different file" in record["error"]
+    stored = tmp_path / "buckets/panoptes-raw-images/PAN001/XXXXXX/20160909T081152/20160909T081314.fits"
+    assert stored.read_bytes() == (panoptes / "unsolved.fits").read_bytes()
+
+
+def test_missing_paths_and_help_are_clear(tmp_path: Path) -> None:
+    result = run_cli("process", "--data-dir", str(tmp_path), str(tmp_path / "nope.fits"))
+    assert result.returncode == 2 and "no such file" in result.stderr
+    help_text = run_cli("process", "--help").stdout
+    assert "--jobs" in help_text and "--data-dir" in help_text and "--json" in help_text

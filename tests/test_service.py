@@ -1,0 +1,222 @@
+"""The service factory as Pub/Sub push sees it: status codes, records and one log line per request.
+
+These use the local adapters behind the real Flask app; the same app on the real emulators is
+covered by tests/test_stack.py.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from panoptes_network.context import Context, local_context
+from panoptes_network.errors import TransientError
+from panoptes_network.logs import JsonFormatter
+from panoptes_network.messages import ObjectRef, parse_step_message, PushMessage, storage_notification
+from panoptes_network.service import create_app
+from panoptes_network.settings import Settings
+
+from test_messages import envelope
+
+RAW = "panoptes-raw-images"
+NAME = "PAN001/14d3bd/20181011T134202/20181011T134333"
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """Every log line of the test, as the service writes them (JSON, one per line)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    old_level = root.level
+    root.setLevel(logging.INFO)
+    yield stream
+    root.removeHandler(handler)
+    root.setLevel(old_level)
+
+
+def request_lines(stream: io.StringIO) -> list[dict]:
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    return [line for line in lines if line["logger"] == "panoptes_network.request"]
+
+
+@pytest.fixture
+def local(tmp_path: Path):
+    context, queue = local_context(Settings(data_dir=tmp_path), tmp_path)
+    return context, queue
+
+
+def client_for(context: Context):
+    return create_app("image-received", lambda: context).test_client()
+
+
+def upload(context: Context, name: str, data: bytes = b"SIMPLE  =") -> bytes:
+    """Store an object in the raw bucket and return the push body of its notification."""
+    ref = context.storage.write_new(RAW, name, data)
+    payload, attributes = storage_notification(ref, len(data))
+    return envelope(payload, attributes, message_id=f"m-{ref.generation}")
+
+
+@pytest.mark.parametrize(
+    ("extension", "topic"),
+    [("fits", "compress-fits"), ("fits.fz", "record-image"), ("CR2", "make-rgb-fits"), ("dng", "make-rgb-fits")],
+)
+def test_files_are_routed_by_type(local, json_logs, extension: str, topic: str) -> None:
+    context, queue = local
+    response = client_for(context).post("/", data=upload(context, f"{NAME}.{extension}"))
+    assert response.status_code == 204
+    queued = queue.pop()
+    assert queued is not None and queued.topic == topic and queue.pop() is None
+    message = parse_step_message(PushMessage(queued.message_id, queued.data, queued.attributes))
+    assert message.image_id == "PAN001_14d3bd_20181011T134333"
+    assert message.sequence_id == "PAN001_14d3bd_20181011T134202"
+    assert message.ref.name == f"{NAME}.{extension}"
+    image = context.metadata.get("images", message.image_id)
+    assert image["status"] == "received"
+    assert image["steps"]["image-received"]["state"] == "done"
+    assert image["steps"]["image-received"]["routed_to"] == topic
+    [line] = request_lines(json_logs)
+    assert line["severity"] == "INFO"
+    assert line["outcome"] == "done" and line["status"] == 204
+    assert line["image_id"] == message.image_id and line["step"] == "image-received"
+    assert line["message_id"].startswith("m-") and line["duration_ms"] >= 0
+
+
+def test_a_redelivered_notification_publishes_once(local, json_logs) -> None:
+    context, queue = local
+    body = upload(context, f"{NAME}.fits")
+    client = client_for(context)
+    assert client.post("/", data=body).status_code == 204
+    assert client.post("/", data=body).status_code == 204
+    assert len(queue) == 1
+    assert [line["outcome"] for line in request_lines(json_logs)] == ["done", "already_done"]
+
+
+@pytest.mark.parametrize(
+    ("name", "status", "why"),
+    [
+        (f"{NAME}.jpg", "ignored", "file type .jpg"),
+        ("PAN001/14d3bd/20181011T134202/pointing00.cr2", "ignored", "pointing image"),
+        ("PAN001/bad", "rejected", "expected"),
+        ("PAN001/14d3bd/20181011T134202/not a time.fits", "rejected", "image time"),
+    ],
+)
+def test_other_objects_are_recorded_and_acknowledged(local, json_logs, name: str, status: str, why: str) -> None:
+    context, queue = local
+    response = client_for(context).post("/", data=upload(context, name))
+    assert response.status_code == 204
+    assert len(queue) == 0
+    [(doc_id, record)] = context.metadata.list("objects")
+    assert record["status"] == status and why in record["reason"] and record["name"] == name
+    assert context.metadata.list("images") == []
+    [line] = request_lines(json_logs)
+    assert line["outcome"] == status and why in line["reason"]
+    assert line["severity"] == ("ERROR" if status == "rejected" else "NOTICE")
+
+
+def test_path_traversal_names_are_rejected_without_touching_anything(local, json_logs) -> None:
+    context, queue = local
+    payload, attributes = storage_notification(ObjectRef(RAW, "../../etc/passwd", 5), 10)
+    response = client_for(context).post("/", data=envelope(payload, attributes))
+    assert response.status_code == 204
+    [(_, record)] = context.metadata.list("objects")
+    assert record["status"] == "rejected" and "'..'" in record["reason"]
+    assert len(queue) == 0
+
+
+def test_other_event_types_are_acknowledged_with_a_log_line(local, json_logs) -> None:
+    context, queue = local
+    payload, attributes = storage_notification(ObjectRef(RAW, f"{NAME}.fits", 5), 10)
+    attributes["eventType"] = "OBJECT_DELETE"
+    response = client_for(context).post("/", data=envelope(payload, attributes))
+    assert response.status_code == 204
+    assert len(queue) == 0 and context.metadata.list("objects") == []
+    [line] = request_lines(json_logs)
+    assert line["outcome"] == "ignored" and "OBJECT_DELETE" in line["reason"]
+
+
+@pytest.mark.parametrize(
+    ("body", "why"),
+    [
+        (b"{not json", "not JSON"),
+        (envelope(b"\x00\x01 not json", {"eventType": "OBJECT_FINALIZE", "bucketId": RAW, "objectId": "x",
+                                          "objectGeneration": "1"}), "not JSON"),
+        (envelope(b"{}", {"schema_version": "1"}), "not a Cloud Storage notification"),
+        (b"x" * 300_000, "exceeds"),
+    ],
+)
+def test_malformed_requests_get_400_and_say_why(local, json_logs, body: bytes, why: str) -> None:
+    context, queue = local
+    response = client_for(context).post("/", data=body)
+    assert response.status_code == 400
+    [line] = request_lines(json_logs)
+    assert line["outcome"] == "malformed" and why in line["reason"] and line["severity"] == "WARNING"
+    assert len(queue) == 0
+
+
+class UnavailableMetadata:
+    """A metadata store whose backend is down (as Firestore is during an outage)."""
+
+    def __getattr__(self, name: str):
+        def unavailable(*args, **kwargs):
+            raise TransientError("metadata store unavailable")
+
+        return unavailable
+
+
+class BrokenPublisher:
+    def publish(self, *args, **kwargs):
+        raise RuntimeError("a bug in publishing")
+
+
+def test_an_unavailable_backend_gets_503_with_retry_after(local, json_logs) -> None:
+    context, _ = local
+    body = upload(context, f"{NAME}.fits")
+    down = Context(context.settings, context.storage, context.publisher, UnavailableMetadata())
+    response = client_for(down).post("/", data=body)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    [line] = request_lines(json_logs)
+    assert line["outcome"] == "transient" and line["severity"] == "WARNING"
+
+
+def test_a_bug_gets_500_is_recorded_and_logged_with_its_traceback(local, json_logs) -> None:
+    context, queue = local
+    body = upload(context, f"{NAME}.fits")
+    broken = Context(context.settings, context.storage, BrokenPublisher(), context.metadata)
+    response = client_for(broken).post("/", data=body)
+    assert response.status_code == 500
+    image = context.metadata.get("images", "PAN001_14d3bd_20181011T134333")
+    assert image["status"] == "error"
+    assert image["steps"]["image-received"]["error_class"] == "RuntimeError"
+    lines = [json.loads(line) for line in json_logs.getvalue().splitlines()]
+    assert any("a bug in publishing" in line.get("stack_trace", "") for line in lines)
+    [line] = request_lines(json_logs)
+    assert line["outcome"] == "error" and line["severity"] == "ERROR"
+
+
+def test_healthz_names_the_service(local) -> None:
+    context, _ = local
+    response = client_for(context).get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json()["service"] == "image-received"
+
+
+def test_service_folders_serve_their_step() -> None:
+    """Each built service's folder entry point builds the app for its own step."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    from panoptes_network.topology import load_topology
+
+    for service in load_topology().services:
+        source = (root / service.name / "main.py").read_text()
+        assert f'create_service("{service.name}")' in source
+        assert importlib.util.find_spec(service.step) is not None
