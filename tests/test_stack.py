@@ -102,3 +102,40 @@ def test_the_service_answers_bad_requests_itself(local_stack: LocalStack) -> Non
     lines = [json.loads(line) for line in local_stack.services["image-received"].log_path.read_text().splitlines()
              if line.startswith("{")]
     assert any(line.get("outcome") == "malformed" and line.get("status") == 400 for line in lines)
+
+
+def test_the_stack_command_starts_everything_and_sigterm_stops_every_child(tmp_path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "panoptes_network.cli", "stack", "--project", "cli-stack", "--log-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("Ready in"):
+            break
+    output = "".join(lines)
+    assert "Ready in" in output, output + process.stderr.read() if process.poll() is not None else output
+    assert "export PUBSUB_EMULATOR_HOST=127.0.0.1:" in output
+    assert "export STORAGE_EMULATOR_HOST=http://127.0.0.1:" in output
+    pids = [int(word) for line in lines if " pid " in line for word in [line.split(" pid ")[1].split()[0]]]
+    assert len(pids) == 4  # Pub/Sub, Firestore, fake GCS, image-received
+    service_line = next(line for line in lines if line.strip().startswith("image-received"))
+    service_url = service_line.split()[1]
+    assert requests.get(service_url + "/healthz", timeout=10).status_code == 200
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
