@@ -30,7 +30,7 @@ from .messages import (
 )
 from .names import parse_raw_name
 from .outcomes import Outcome
-from .status import ImageStatus, ObjectStatus, StepState
+from .status import CHAIN_ORDER, ImageStatus, ObjectStatus, StepState
 from .topology import Service
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class StepResult:
     reason: str = ""
     published: Mapping[str, str] = dataclasses.field(default_factory=dict)  # topic -> message id
     record: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # extra step-record fields
+    fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # merged into images/{id}
+    status: ImageStatus | None = None  # the image's new status (applied only if it moves forward)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +128,22 @@ def _record_step(
     )
 
 
+def _record_done(
+    context: Context, step: str, ref: ObjectRef, image_id: str, message_id: str, result: StepResult
+) -> None:
+    """The step record, the step's image fields, and the status if it moves the image forward."""
+    fields = dict(result.fields)
+    if result.status is not None:
+        current = (context.metadata.get("images", image_id) or {}).get("status")
+        along_chain = {s.value: s for s in CHAIN_ORDER}  # a success replaces rejected/error
+        if current not in along_chain or result.status.rank >= along_chain[current].rank:
+            fields["status"] = result.status.value
+    if fields:
+        context.metadata.merge("images", image_id, fields)
+    record = {"state": StepState.DONE.value, "published": dict(result.published), **result.record}
+    _record_step(context, step, ref, image_id, message_id, record)
+
+
 def _record_object(context: Context, step: str, ref: ObjectRef, status: ObjectStatus, reason: str) -> None:
     context.metadata.merge(
         "objects",
@@ -177,8 +195,7 @@ def _execute(service: Service, step: Step, context: Context, message: PushMessag
     try:
         result = step.handle(context, step_input)
         if image_id is not None and result.outcome is Outcome.DONE:
-            record = {"state": StepState.DONE.value, "published": dict(result.published), **result.record}
-            _record_step(context, service.name, step_input.ref, image_id, message.message_id, record)
+            _record_done(context, service.name, step_input.ref, image_id, message.message_id, result)
     except (BadInput, Ignored) as exc:
         _record_failure(context, service.name, step_input, message.message_id, exc, StepState.REJECTED)
         outcome = Outcome.IGNORED if isinstance(exc, Ignored) else Outcome.REJECTED

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import AlreadyExists, NotFound, PreconditionFailed
+from ..errors import AlreadyExists, NotFound
 from ..messages import ObjectRef
-from .storage import ObjectInfo
+from .storage import ObjectInfo, require_live_generation
 
 TEMP_PREFIX = ".tmp-"
 
@@ -87,13 +87,7 @@ class FolderStorage:
         return ObjectRef(bucket, name, path.stat().st_mtime_ns)
 
     def delete(self, ref: ObjectRef) -> None:
-        info = self.stat(ref.bucket, ref.name)
-        if info is None:
-            raise NotFound(f"{ref.identity} does not exist")
-        if info.ref.generation != ref.generation:
-            raise PreconditionFailed(
-                f"{ref.bucket}/{ref.name} is at generation {info.ref.generation}, not {ref.generation}"
-            )
+        require_live_generation(self, ref)
         self._path(ref.bucket, ref.name).unlink()
 
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:

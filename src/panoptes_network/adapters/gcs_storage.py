@@ -25,7 +25,7 @@ from google.resumable_media.common import DataCorruption
 
 from ..errors import AlreadyExists, NotFound, PreconditionFailed, TransientError
 from ..messages import ObjectRef
-from .storage import ObjectInfo
+from .storage import ObjectInfo, require_live_generation
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0
@@ -136,13 +136,7 @@ class GcsStorage:
         return ObjectRef(bucket, name, int(blob.generation))
 
     def delete(self, ref: ObjectRef) -> None:
-        live = self.stat(ref.bucket, ref.name)
-        if live is None:
-            raise NotFound(f"{ref.identity} does not exist")
-        if live.ref.generation != ref.generation:
-            raise PreconditionFailed(
-                f"{ref.bucket}/{ref.name} is at generation {live.ref.generation}, not {ref.generation}"
-            )
+        require_live_generation(self, ref)
         with _errors(ref.identity):
             self.client.bucket(ref.bucket).blob(ref.name).delete(
                 if_generation_match=ref.generation, timeout=TIMEOUT, retry=RETRY

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Protocol
 
+from ..errors import NotFound, PreconditionFailed
 from ..messages import ObjectRef
 
 
@@ -55,3 +56,16 @@ class Storage(Protocol):
     def list(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         """Live objects whose name starts with ``prefix``, in name order."""
         ...
+
+
+def require_live_generation(storage: Storage, ref: ObjectRef) -> ObjectInfo:
+    """The live object, if it is exactly ``ref``; else ``NotFound`` or ``PreconditionFailed``.
+
+    Backends that cannot make a delete conditional (folders, fake-gcs-server) check this first.
+    """
+    info = storage.stat(ref.bucket, ref.name)
+    if info is None:
+        raise NotFound(f"{ref.identity} does not exist")
+    if info.ref.generation != ref.generation:
+        raise PreconditionFailed(f"{ref.bucket}/{ref.name} is at generation {info.ref.generation}, not {ref.generation}")
+    return info
