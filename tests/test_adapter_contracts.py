@@ -21,7 +21,7 @@ from google.cloud import pubsub_v1, storage
 from panoptes_network.adapters.firestore_metadata import FirestoreMetadata
 from panoptes_network.adapters.folder_storage import FolderStorage
 from panoptes_network.adapters.gcs_storage import GcsStorage
-from panoptes_network.adapters.metadata import MetadataStore
+from panoptes_network.adapters.metadata import GeoPoint, MetadataStore
 from panoptes_network.adapters.publisher import Publisher, QueuePublisher
 from panoptes_network.adapters.pubsub_publisher import PubSubPublisher
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
@@ -281,6 +281,41 @@ def test_concurrent_creates_of_one_document_succeed_exactly_once(metadata: Metad
     assert sorted(results) == [False] * 4 + [True]
     doc = metadata.get("observations", "PAN001_14d3bd_20181011T134202")
     assert doc is not None and doc["worker"] in range(5)
+
+
+def test_geopoints_round_trip(metadata: MetadataStore) -> None:
+    metadata.create("units", "PAN001", {"location": GeoPoint(19.54, -155.58), "nested": {"at": GeoPoint(-1.5, 2.0)}})
+    doc = metadata.get("units", "PAN001")
+    assert doc == {"location": GeoPoint(19.54, -155.58), "nested": {"at": GeoPoint(-1.5, 2.0)}}
+    assert metadata.list("units")[0][1]["location"] == GeoPoint(19.54, -155.58)
+
+
+def test_counting_with_a_marker_counts_each_marker_once(metadata: MetadataStore) -> None:
+    increments = {("observations", "seq"): {"num_images": 1, "total_exptime": 120.5}, ("units", "PAN001"): {"num_images": 1}}
+    metadata.merge("observations", "seq", {"field_name": "KIC 8462852"})
+    assert metadata.create_with_increments("counted", "img-1", {"exptime": 120.5}, increments) is True
+    assert metadata.create_with_increments("counted", "img-1", {"exptime": 120.5}, increments) is False
+    assert metadata.create_with_increments("counted", "img-2", {"exptime": 120.5}, increments) is True
+    assert metadata.get("observations", "seq") == {"field_name": "KIC 8462852", "num_images": 2, "total_exptime": 241.0}
+    assert metadata.get("units", "PAN001") == {"num_images": 2}
+    assert metadata.get("counted", "img-1") == {"exptime": 120.5}
+
+
+def test_concurrent_counting_of_one_marker_counts_once(metadata: MetadataStore) -> None:
+    start = threading.Barrier(5)
+    results: list[bool] = []
+
+    def count() -> None:
+        start.wait()
+        results.append(metadata.create_with_increments("counted", "img", {}, {("units", "PAN001"): {"num_images": 1}}))
+
+    threads = [threading.Thread(target=count) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == [False] * 4 + [True]
+    assert metadata.get("units", "PAN001") == {"num_images": 1}
 
 
 # ---------------------------------------------------------------- unavailable backends

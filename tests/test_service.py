@@ -17,7 +17,13 @@ import pytest
 from panoptes_network.context import Context, local_context
 from panoptes_network.errors import TransientError
 from panoptes_network.logs import JsonFormatter
-from panoptes_network.messages import ObjectRef, parse_step_message, PushMessage, storage_notification
+from panoptes_network.messages import (
+    ObjectRef,
+    PushMessage,
+    parse_step_message,
+    parse_storage_notification,
+    storage_notification,
+)
 from panoptes_network.service import create_app
 from panoptes_network.settings import Settings
 
@@ -57,11 +63,14 @@ def client_for(context: Context):
     return create_app("image-received", lambda: context).test_client()
 
 
-def upload(context: Context, name: str, data: bytes = b"SIMPLE  =") -> bytes:
-    """Store an object in the raw bucket and return the push body of its notification."""
+def upload(local, name: str, data: bytes = b"SIMPLE  =") -> bytes:
+    """Store an object in the raw bucket and return the push body of the notification it caused."""
+    context, queue = local
     ref = context.storage.write_new(RAW, name, data)
-    payload, attributes = storage_notification(ref, len(data))
-    return envelope(payload, attributes, message_id=f"m-{ref.generation}")
+    notification = queue.pop()
+    assert notification is not None and notification.topic == "image-received" and queue.pop() is None
+    assert parse_storage_notification(PushMessage("n", notification.data, notification.attributes)).ref == ref
+    return envelope(notification.data, notification.attributes, message_id=f"m-{ref.generation}")
 
 
 @pytest.mark.parametrize(
@@ -70,7 +79,7 @@ def upload(context: Context, name: str, data: bytes = b"SIMPLE  =") -> bytes:
 )
 def test_files_are_routed_by_type(local, json_logs, extension: str, topic: str) -> None:
     context, queue = local
-    response = client_for(context).post("/", data=upload(context, f"{NAME}.{extension}"))
+    response = client_for(context).post("/", data=upload(local, f"{NAME}.{extension}"))
     assert response.status_code == 204
     queued = queue.pop()
     assert queued is not None and queued.topic == topic and queue.pop() is None
@@ -91,7 +100,7 @@ def test_files_are_routed_by_type(local, json_logs, extension: str, topic: str) 
 
 def test_a_redelivered_notification_publishes_once(local, json_logs) -> None:
     context, queue = local
-    body = upload(context, f"{NAME}.fits")
+    body = upload(local, f"{NAME}.fits")
     client = client_for(context)
     assert client.post("/", data=body).status_code == 204
     assert client.post("/", data=body).status_code == 204
@@ -110,7 +119,7 @@ def test_a_redelivered_notification_publishes_once(local, json_logs) -> None:
 )
 def test_other_objects_are_recorded_and_acknowledged(local, json_logs, name: str, status: str, why: str) -> None:
     context, queue = local
-    response = client_for(context).post("/", data=upload(context, name))
+    response = client_for(context).post("/", data=upload(local, name))
     assert response.status_code == 204
     assert len(queue) == 0
     [(doc_id, record)] = context.metadata.list("objects")
@@ -178,7 +187,7 @@ class BrokenPublisher:
 
 def test_an_unavailable_backend_gets_503_with_retry_after(local, json_logs) -> None:
     context, _ = local
-    body = upload(context, f"{NAME}.fits")
+    body = upload(local, f"{NAME}.fits")
     down = Context(context.settings, context.storage, context.publisher, UnavailableMetadata())
     response = client_for(down).post("/", data=body)
     assert response.status_code == 503
@@ -189,7 +198,7 @@ def test_an_unavailable_backend_gets_503_with_retry_after(local, json_logs) -> N
 
 def test_a_bug_gets_500_is_recorded_and_logged_with_its_traceback(local, json_logs) -> None:
     context, queue = local
-    body = upload(context, f"{NAME}.fits")
+    body = upload(local, f"{NAME}.fits")
     broken = Context(context.settings, context.storage, BrokenPublisher(), context.metadata)
     response = client_for(broken).post("/", data=body)
     assert response.status_code == 500

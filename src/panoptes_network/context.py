@@ -9,8 +9,8 @@ from .adapters.folder_storage import FolderStorage
 from .adapters.metadata import MetadataStore
 from .adapters.publisher import Publisher, QueuePublisher
 from .adapters.sqlite_metadata import SqliteMetadata
-from .adapters.storage import Storage
-from .messages import StepMessage
+from .adapters.storage import ObjectInfo, Storage
+from .messages import StepMessage, storage_notification
 from .settings import Settings
 from .topology import Topology, load_topology
 
@@ -31,14 +31,28 @@ class Context:
         return self.publisher.publish(topic, data, attributes)
 
 
+def notify_finalize(publisher: Publisher, topology: Topology, settings: Settings, info: ObjectInfo) -> None:
+    """What Cloud Storage does when an object is written: notify the bucket's topics."""
+    data, attributes = storage_notification(info.ref, info.size, info.content_type)
+    for notification in topology.notifications:
+        if settings.bucket(notification.bucket) == info.ref.bucket:
+            publisher.publish(notification.topic, data, attributes)
+
+
 def local_context(settings: Settings, data_dir: Path) -> tuple[Context, QueuePublisher]:
-    """The embedded stand-ins: buckets are folders, topics one queue, metadata one SQLite file."""
+    """The embedded stand-ins: buckets are folders (that notify like Cloud Storage), topics one
+    queue, metadata one SQLite file."""
     publisher = QueuePublisher()
+    topology = load_topology()
+    storage = FolderStorage(
+        data_dir / "buckets", on_finalize=lambda info: notify_finalize(publisher, topology, settings, info)
+    )
     context = Context(
         settings=settings,
-        storage=FolderStorage(data_dir / "buckets"),
+        storage=storage,
         publisher=publisher,
         metadata=SqliteMetadata(data_dir / "metadata.sqlite"),
+        topology=topology,
     )
     return context, publisher
 

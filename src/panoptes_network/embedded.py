@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from .adapters.sqlite_metadata import SqliteMetadata
-from .context import Context, local_context
+from .context import Context, local_context, notify_finalize
 from .errors import BadInput
 from .ingest import canonical_name, ingest
 from .logs import configure_logging, log
-from .messages import ObjectRef, PushMessage, storage_notification
+from .messages import ObjectRef, PushMessage
 from .outcomes import Outcome
 from .settings import Settings
 from .step_runner import Handled, run_step
@@ -67,22 +67,17 @@ class EmbeddedRunner:
         report = FileReport(str(path))
         try:
             report.image_id = canonical_name(path).image_id
-            report.ref = ingest(self.context.storage, self.settings.bucket("raw"), path)
+            report.ref, created = ingest(self.context.storage, self.settings.bucket("raw"), path)
         except BadInput as exc:
             report.error = exc.message
             log(logger, "ERROR", f"not ingested: {exc.message}", input=str(path), outcome="rejected")
             return report
-        self.publish_notification(report.ref)
+        if not created:  # already stored: notify again, as a re-upload would, to resume its chain
+            info = self.context.storage.stat(report.ref.bucket, report.ref.name)
+            if info is not None:
+                notify_finalize(self.queue, self.context.topology, self.settings, info)
         report.handled = list(self.drain())
         return report
-
-    def publish_notification(self, ref: ObjectRef) -> None:
-        """What Cloud Storage does on upload: notify the topology's topic for that bucket."""
-        info = self.context.storage.stat(ref.bucket, ref.name)
-        data, attributes = storage_notification(ref, info.size if info else 0)
-        for notification in self.context.topology.notifications:
-            if self.settings.bucket(notification.bucket) == ref.bucket:
-                self.queue.publish(notification.topic, data, attributes)
 
     def drain(self) -> Iterator[Handled]:
         """Handle queued messages until none are left (retrying transient failures a few times)."""

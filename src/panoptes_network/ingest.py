@@ -52,8 +52,9 @@ def canonical_name(path: Path) -> RawName:
     raise BadInput(f"cannot tell which image {path.name} is: put it at {EXPECTED_FORM}")
 
 
-def ingest(storage: Storage, raw_bucket: str, path: Path) -> ObjectRef:
-    """Copy the file into the raw bucket (create-only) and return the stored generation.
+def ingest(storage: Storage, raw_bucket: str, path: Path) -> tuple[ObjectRef, bool]:
+    """Copy the file into the raw bucket (create-only): the stored generation, and whether this
+    call wrote it.
 
     The same bytes already stored under the name are reused; different bytes are refused
     rather than overwritten.
@@ -63,9 +64,9 @@ def ingest(storage: Storage, raw_bucket: str, path: Path) -> ObjectRef:
     name = canonical_name(path)
     data = path.read_bytes()
     try:
-        return storage.write_new(raw_bucket, name.path, data)
+        return storage.write_new(raw_bucket, name.path, data), True
     except AlreadyExists:
         existing = storage.stat(raw_bucket, name.path)
         if existing is not None and storage.read(existing.ref) == data:
-            return existing.ref
+            return existing.ref, False
         raise BadInput(f"{raw_bucket}/{name.path} already holds a different file; {path} was not stored") from None

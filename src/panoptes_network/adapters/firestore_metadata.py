@@ -21,6 +21,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from ..errors import TransientError
+from .metadata import GeoPoint, Increments
 
 RETRY_SECONDS = 5.0
 TIMEOUT = 10.0  # the whole call, retries included
@@ -34,6 +35,27 @@ TRANSIENT = (
     api.GatewayTimeout,
     api.RetryError,
 )
+
+
+def _to_firestore(value: Any) -> Any:
+    """Our value types in Firestore's (GeoPoint), recursively."""
+    if isinstance(value, GeoPoint):
+        return firestore.GeoPoint(value.latitude, value.longitude)
+    if isinstance(value, Mapping):
+        return {key: _to_firestore(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_to_firestore(item) for item in value]
+    return value
+
+
+def _from_firestore(value: Any) -> Any:
+    if isinstance(value, firestore.GeoPoint):
+        return GeoPoint(value.latitude, value.longitude)
+    if isinstance(value, dict):
+        return {key: _from_firestore(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_from_firestore(item) for item in value]
+    return value
 
 
 @contextlib.contextmanager
@@ -62,12 +84,14 @@ class FirestoreMetadata:
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
         with _errors(f"get {collection}/{doc_id}"):
             snapshot = self.client.collection(collection).document(doc_id).get(retry=RETRY, timeout=TIMEOUT)
-        return snapshot.to_dict() if snapshot.exists else None
+        return _from_firestore(snapshot.to_dict()) if snapshot.exists else None
 
     def create(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> bool:
         with _errors(f"create {collection}/{doc_id}"):
             try:
-                self.client.collection(collection).document(doc_id).create(dict(fields), retry=RETRY, timeout=TIMEOUT)
+                self.client.collection(collection).document(doc_id).create(
+                    _to_firestore(fields), retry=RETRY, timeout=TIMEOUT
+                )
             except api.Conflict:  # AlreadyExists is a Conflict
                 return False
         return True
@@ -75,7 +99,23 @@ class FirestoreMetadata:
     def merge(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> None:
         with _errors(f"merge {collection}/{doc_id}"):
             document = self.client.collection(collection).document(doc_id)
-            document.set(dict(fields), merge=True, retry=RETRY, timeout=TIMEOUT)
+            document.set(_to_firestore(fields), merge=True, retry=RETRY, timeout=TIMEOUT)
+
+    def create_with_increments(
+        self, collection: str, doc_id: str, fields: Mapping[str, Any], increments: Increments
+    ) -> bool:
+        """One batched write: its create precondition fails the whole batch, increments included."""
+        batch = self.client.batch()
+        batch.create(self.client.collection(collection).document(doc_id), _to_firestore(fields))
+        for (target, target_id), amounts in increments.items():
+            document = self.client.collection(target).document(target_id)
+            batch.set(document, {key: firestore.Increment(value) for key, value in amounts.items()}, merge=True)
+        with _errors(f"create {collection}/{doc_id} with increments"):
+            try:
+                batch.commit(retry=RETRY, timeout=TIMEOUT)
+            except api.Conflict:
+                return False
+        return True
 
     def list(
         self, collection: str, where: Mapping[str, Any] | None = None, limit: int | None = None
@@ -87,4 +127,4 @@ class FirestoreMetadata:
         if limit is not None:
             query = query.limit(limit)
         with _errors(f"list {collection}"):
-            return [(doc.id, doc.to_dict()) for doc in query.stream(retry=RETRY, timeout=TIMEOUT)]
+            return [(doc.id, _from_firestore(doc.to_dict())) for doc in query.stream(retry=RETRY, timeout=TIMEOUT)]

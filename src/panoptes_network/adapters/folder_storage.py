@@ -15,7 +15,7 @@ import datetime as dt
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,8 +29,10 @@ TEMP_PREFIX = ".tmp-"
 class FolderStorage:
     """Implements ``Storage`` on a local folder (one sub-folder per bucket)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, on_finalize: Callable[[ObjectInfo], None] | None = None) -> None:
+        """``on_finalize`` is called after each successful write, as Cloud Storage notifies."""
         self.root = Path(root)
+        self.on_finalize = on_finalize
 
     def _path(self, bucket: str, name: str) -> Path:
         path = (self.root / bucket / name).resolve()
@@ -84,7 +86,11 @@ class FolderStorage:
                 raise AlreadyExists(f"{bucket}/{name} already exists", exc) from exc
         finally:
             os.unlink(temp)
-        return ObjectRef(bucket, name, path.stat().st_mtime_ns)
+        st = path.stat()
+        ref = ObjectRef(bucket, name, st.st_mtime_ns)
+        if self.on_finalize is not None:
+            self.on_finalize(ObjectInfo(ref, st.st_size, content_type))
+        return ref
 
     def delete(self, ref: ObjectRef) -> None:
         require_live_generation(self, ref)

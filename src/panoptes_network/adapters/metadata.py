@@ -8,8 +8,20 @@ merge key by key, as Firestore's ``set(..., merge=True)`` does.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+# (collection, document id) -> {field: amount}
+Increments = Mapping[tuple[str, str], Mapping[str, float]]
+
+
+@dataclasses.dataclass(frozen=True)
+class GeoPoint:
+    """A place on Earth (Firestore stores it as its GeoPoint type), in degrees."""
+
+    latitude: float
+    longitude: float
 
 
 class MetadataStore(Protocol):
@@ -25,6 +37,17 @@ class MetadataStore(Protocol):
 
     def merge(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> None:
         """Create or update the document, merging nested maps key by key."""
+        ...
+
+    def create_with_increments(
+        self, collection: str, doc_id: str, fields: Mapping[str, Any], increments: Increments
+    ) -> bool:
+        """Atomically create a marker document and add ``increments`` to other documents
+        (created when missing); if the marker exists, change nothing and return False.
+
+        This is how counters stay exact under redelivery, concurrency and crashes: the marker
+        says "counted" in the same write that counts.
+        """
         ...
 
     def list(

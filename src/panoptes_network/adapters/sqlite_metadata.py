@@ -10,13 +10,13 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import TransientError
-from .metadata import deep_merge
+from .metadata import GeoPoint, Increments, deep_merge
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -27,9 +27,12 @@ CREATE TABLE IF NOT EXISTS documents (
 )
 """
 TIME_TAG = "$time"
+GEO_TAG = "$geo"
 
 
 def _encode(value: Any) -> Any:
+    if isinstance(value, GeoPoint):
+        return {GEO_TAG: [value.latitude, value.longitude]}
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: metadata times must be timezone-aware")
@@ -40,6 +43,8 @@ def _encode(value: Any) -> Any:
 def _decode(obj: dict[str, Any]) -> Any:
     if obj.keys() == {TIME_TAG}:
         return dt.datetime.fromisoformat(obj[TIME_TAG])
+    if obj.keys() == {GEO_TAG}:
+        return GeoPoint(*obj[GEO_TAG])
     return obj
 
 
@@ -91,14 +96,38 @@ class SqliteMetadata:
 
     def merge(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> None:
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)
-            ).fetchone()
-            current = json.loads(row[0], object_hook=_decode) if row else {}
-            db.execute(
-                "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
-                (collection, doc_id, json.dumps(deep_merge(current, fields), default=_encode)),
+            self._merge(db, collection, doc_id, lambda current: deep_merge(current, fields))
+
+    @staticmethod
+    def _merge(
+        db: sqlite3.Connection, collection: str, doc_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        """Replace a document by ``change(current)`` inside the caller's transaction."""
+        row = db.execute("SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)).fetchone()
+        current = json.loads(row[0], object_hook=_decode) if row else {}
+        db.execute(
+            "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
+            (collection, doc_id, json.dumps(change(current), default=_encode)),
+        )
+
+    def create_with_increments(
+        self, collection: str, doc_id: str, fields: Mapping[str, Any], increments: Increments
+    ) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO documents (collection, id, data) VALUES (?, ?, ?)",
+                (collection, doc_id, json.dumps(fields, default=_encode)),
             )
+            if cursor.rowcount != 1:
+                return False
+            for (target, target_id), amounts in increments.items():
+                self._merge(
+                    db,
+                    target,
+                    target_id,
+                    lambda current: {**current, **{k: current.get(k, 0) + v for k, v in amounts.items()}},
+                )
+            return True
 
     def list(
         self, collection: str, where: Mapping[str, Any] | None = None, limit: int | None = None
