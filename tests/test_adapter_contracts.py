@@ -283,6 +283,14 @@ def test_concurrent_creates_of_one_document_succeed_exactly_once(metadata: Metad
     assert doc is not None and doc["worker"] in range(5)
 
 
+def test_replace_field_replaces_one_nested_map_whole(metadata: MetadataStore) -> None:
+    metadata.merge("images", "img", {"status": "received", "steps": {"a": {"x": 1, "y": 2}, "b": {"z": 3}}})
+    metadata.replace_field("images", "img", ("steps", "a"), {"y": 5})
+    assert metadata.get("images", "img") == {"status": "received", "steps": {"a": {"y": 5}, "b": {"z": 3}}}
+    metadata.replace_field("images", "new", ("steps", "c"), {"w": [1, 2]})
+    assert metadata.get("images", "new") == {"steps": {"c": {"w": [1, 2]}}}
+
+
 def test_geopoints_round_trip(metadata: MetadataStore) -> None:
     metadata.create("units", "PAN001", {"location": GeoPoint(19.54, -155.58), "nested": {"at": GeoPoint(-1.5, 2.0)}})
     doc = metadata.get("units", "PAN001")

@@ -31,11 +31,10 @@ def test_process_prints_the_record_of_the_real_unsolved_frame(test_data: Path, t
     [record] = [json.loads(line) for line in result.stdout.splitlines()]
     assert record["image_id"] == "PAN001_XXXXXX_20160909T081314"
     assert record["sequence_id"] == "PAN001_XXXXXX_20160909T081152"
-    assert record["status"] == "received"
+    assert record["status"] not in ("rejected", "error")
     assert record["steps"]["image-received"]["state"] == "done"
-    assert record["steps"]["image-received"]["routed_to"] == "compress-fits"
-    stored = tmp_path / "buckets" / "panoptes-raw-images" / "PAN001/XXXXXX/20160909T081152/20160909T081314.fits"
-    assert stored.read_bytes() == (test_data / "panoptes" / "unsolved.fits").read_bytes()
+    assert record["steps"]["compress-fits"]["state"] == "done"
+    assert record["steps"]["compress-fits"]["input"].endswith(".fits#" + record["steps"]["compress-fits"]["input"].split("#")[1])
     assert "PAN001_XXXXXX_20160909T081314" in result.stderr  # the summary table
 
 
@@ -43,7 +42,9 @@ def test_status_reads_the_records_back(test_data: Path, tmp_path: Path) -> None:
     assert main(["process", "-q", "--data-dir", str(tmp_path), str(test_data / "panoptes" / "solved.fits.fz")]) == 0
     result = run_cli("status", "--json", "--data-dir", str(tmp_path), "PAN001_XXXXXX_20160909T081522")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["steps"]["image-received"]["routed_to"] == "record-image"
+    assert json.loads(result.stdout)["steps"]["image-received"]["input"].endswith(
+        "PAN001/XXXXXX/20160909T081152/20160909T081522.fits.fz#" + json.loads(result.stdout)["steps"]["image-received"]["input"].split("#")[1]
+    )
     assert run_cli("status", "--data-dir", str(tmp_path), "PAN001_XXXXXX_20990101T000000").returncode == 1
 
 
@@ -58,7 +59,7 @@ def test_a_folder_in_parallel_with_a_failure_exits_nonzero(
     result = run_cli("process", "--json", "-j", "2", "--data-dir", str(tmp_path / "data"), str(inputs))
     assert result.returncode == 1
     records = {Path(r["input"]).name: r for r in map(json.loads, result.stdout.splitlines())}
-    assert records[small_frame.name]["status"] == "received"
+    assert records[small_frame.name]["status"] not in ("rejected", "error")
     assert records["noheader.fits"]["status"] == "rejected"
     assert "INSTRUME" in records["noheader.fits"]["error"]
     assert records["notes.txt"]["status"] == "rejected"
@@ -67,25 +68,45 @@ def test_a_folder_in_parallel_with_a_failure_exits_nonzero(
     assert any(json.loads(line).get("outcome") == "done" for line in log)
 
 
-def test_processing_the_same_file_twice_changes_nothing(small_frame: Path, tmp_path: Path, capsys) -> None:
+def test_processing_the_same_file_twice_changes_no_output(small_frame: Path, tmp_path: Path, capsys) -> None:
+    def bucket_state() -> dict[str, int]:
+        root = tmp_path / "buckets"
+        return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
     assert main(["process", "--json", "-q", "--data-dir", str(tmp_path), str(small_frame)]) == 0
     first = json.loads(capsys.readouterr().out)
+    outputs = bucket_state()
     assert main(["process", "--json", "-q", "--data-dir", str(tmp_path), str(small_frame)]) == 0
     second = json.loads(capsys.readouterr().out)
-    assert first == second
+    assert bucket_state() == outputs  # the same objects, same generations: nothing rewritten
+    assert second["status"] == first["status"]
+    assert second["steps"]["compress-fits"]["existing_output"] == "identical"
 
 
-def test_a_different_file_under_an_existing_name_is_refused_not_overwritten(
+def test_a_different_file_under_an_existing_name_is_never_overwritten(
     test_data: Path, tmp_path: Path, capsys
 ) -> None:
     panoptes = test_data / "panoptes"
-    assert main(["process", "-q", "--data-dir", str(tmp_path), str(panoptes / "unsolved.fits")]) == 0
+    raw = tmp_path / "buckets/panoptes-raw-images/PAN001/XXXXXX/20160909T081152"
     # tiny.fits is a crop carrying the same header, so it claims the same image name.
-    assert main(["process", "--json", "-q", "--data-dir", str(tmp_path), str(panoptes / "tiny.fits")]) == 1
+    assert main(["process", "-q", "--data-dir", str(tmp_path), str(panoptes / "tiny.fits")]) == 0
+    (raw / "20160909T081314.fits").write_bytes(b"not what was stored")  # someone edits the bucket
+    assert main(["process", "--json", "-q", "--data-dir", str(tmp_path), str(panoptes / "unsolved.fits")]) == 1
     record = json.loads(capsys.readouterr().out)
     assert "already holds a different file" in record["error"]
-    stored = tmp_path / "buckets/panoptes-raw-images/PAN001/XXXXXX/20160909T081152/20160909T081314.fits"
-    assert stored.read_bytes() == (panoptes / "unsolved.fits").read_bytes()
+    assert (raw / "20160909T081314.fits").read_bytes() == b"not what was stored"
+
+
+def test_a_conflicting_compressed_file_keeps_both_and_fails_visibly(test_data: Path, tmp_path: Path, capsys) -> None:
+    panoptes = test_data / "panoptes"
+    raw = tmp_path / "buckets/panoptes-raw-images/PAN001/XXXXXX/20160909T081152"
+    assert main(["process", "-q", "--data-dir", str(tmp_path), str(panoptes / "tiny.fits")]) == 0
+    tiny_fz = (raw / "20160909T081314.fits.fz").read_bytes()
+    assert main(["process", "--json", "-q", "--data-dir", str(tmp_path), str(panoptes / "unsolved.fits")]) == 1
+    record = json.loads(capsys.readouterr().out)
+    assert record["steps"]["compress-fits"]["state"] == "conflict"
+    assert (raw / "20160909T081314.fits").read_bytes() == (panoptes / "unsolved.fits").read_bytes()
+    assert (raw / "20160909T081314.fits.fz").read_bytes() == tiny_fz
 
 
 def test_missing_paths_and_help_are_clear(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .adapters.sqlite_metadata import SqliteMetadata
 from .context import local_context
-from .embedded import FileReport, process, record_of
+from .embedded import FileReport, process, record_failed, record_of
 from .logs import configure_logging
 from .settings import DEFAULT_DATA_DIR, Settings
 
@@ -75,8 +75,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     with tqdm(reports, desc="images", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
         for report in bar:
             report: FileReport
-            failed += report.failed
             record = record_of(context, report)
+            failed += report.failed or record_failed(record)
             records.append(record)
             if args.json:
                 tqdm.write(json.dumps(record, default=_json_default, sort_keys=True), file=sys.stdout)

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_RETRIES = 3
 RETRY_BACKOFF_SECONDS = 0.5
-FAILED_STATUSES = ("rejected", "error")
+FAILED_STATES = ("rejected", "error", "conflict")
 
 
 @dataclasses.dataclass
@@ -147,3 +147,9 @@ def record_of(context: Context, report: FileReport) -> dict[str, Any]:
     if stored is None and report.ref is not None:
         stored = context.metadata.get("objects", report.ref.doc_id)
     return {**record, **(stored or {})}
+
+
+def record_failed(record: dict[str, Any]) -> bool:
+    """Whether an image's record shows a failure a person should look at."""
+    steps = record.get("steps", {})
+    return record.get("status") in FAILED_STATES or any(s.get("state") in FAILED_STATES for s in steps.values())

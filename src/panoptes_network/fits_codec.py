@@ -7,9 +7,11 @@ quantization off, because fpack's default quantization silently loses data.
 from __future__ import annotations
 
 import io
+import warnings
 
 import numpy as np
 from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
 
 from .errors import BadInput
 
@@ -18,12 +20,15 @@ def open_fits(data: bytes, what: str) -> fits.HDUList:
     """Parse FITS bytes fully (every HDU's header and data), or ``BadInput`` naming ``what``."""
     if not data.startswith(b"SIMPLE  ="):
         raise BadInput(f"{what} is not a FITS file (it does not start with SIMPLE)")
-    try:
-        hdus = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=False)
-        for hdu in hdus:
-            _ = hdu.data  # force reading: a truncated file fails here, not later
-    except (OSError, ValueError, TypeError, IndexError) as exc:
-        raise BadInput(f"{what} is not a readable FITS file: {exc}", exc) from exc
+    with warnings.catch_warnings(record=True) as caught:  # astropy explains truncation in warnings
+        warnings.simplefilter("always", AstropyWarning)
+        try:
+            hdus = fits.open(io.BytesIO(data), memmap=False, lazy_load_hdus=False)
+            for hdu in hdus:
+                _ = hdu.data  # force reading: a truncated file fails here, not later
+        except (OSError, ValueError, TypeError, IndexError) as exc:
+            notes = "; ".join(" ".join(str(w.message).split()) for w in caught)
+            raise BadInput(f"{what} is not a readable FITS file: {exc}" + (f" ({notes})" if notes else ""), exc) from exc
     return hdus
 
 

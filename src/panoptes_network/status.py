@@ -37,6 +37,7 @@ class StepState(str, enum.Enum):
     """``images/{image_id}.steps.{step}.state``."""
 
     DONE = "done"
+    CONFLICT = "conflict"  # done, but an existing output disagreed and both were kept
     REJECTED = "rejected"
     ERROR = "error"
 

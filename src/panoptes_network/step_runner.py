@@ -111,21 +111,15 @@ def image_id_of(step_input: StepInput) -> str | None:
 def _record_step(
     context: Context, step: str, ref: ObjectRef, image_id: str, message_id: str, record: Mapping[str, Any]
 ) -> None:
-    context.metadata.merge(
-        "images",
-        image_id,
-        {
-            "steps": {
-                step: {
-                    "input": ref.identity,
-                    "message_id": message_id,
-                    "finished": now(),
-                    "software_version": __version__,
-                    **record,
-                }
-            }
-        },
-    )
+    """Replace the step's record on the image: it describes the latest run, nothing older."""
+    fields = {
+        "input": ref.identity,
+        "message_id": message_id,
+        "finished": now(),
+        "software_version": __version__,
+        **record,
+    }
+    context.metadata.replace_field("images", image_id, ("steps", step), fields)
 
 
 def _record_done(

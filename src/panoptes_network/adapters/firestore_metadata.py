@@ -101,6 +101,14 @@ class FirestoreMetadata:
             document = self.client.collection(collection).document(doc_id)
             document.set(_to_firestore(fields), merge=True, retry=RETRY, timeout=TIMEOUT)
 
+    def replace_field(self, collection: str, doc_id: str, path: tuple[str, ...], value: Any) -> None:
+        nested: Any = _to_firestore(value)
+        for key in reversed(path):
+            nested = {key: nested}
+        with _errors(f"replace {collection}/{doc_id}.{'.'.join(path)}"):
+            document = self.client.collection(collection).document(doc_id)
+            document.set(nested, merge=[FieldPath(*path)], retry=RETRY, timeout=TIMEOUT)
+
     def create_with_increments(
         self, collection: str, doc_id: str, fields: Mapping[str, Any], increments: Increments
     ) -> bool:

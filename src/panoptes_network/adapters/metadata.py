@@ -39,6 +39,11 @@ class MetadataStore(Protocol):
         """Create or update the document, merging nested maps key by key."""
         ...
 
+    def replace_field(self, collection: str, doc_id: str, path: tuple[str, ...], value: Any) -> None:
+        """Set one (nested) field to ``value`` as a whole, not merged with what was there;
+        the rest of the document is kept, and the document is created when missing."""
+        ...
+
     def create_with_increments(
         self, collection: str, doc_id: str, fields: Mapping[str, Any], increments: Increments
     ) -> bool:

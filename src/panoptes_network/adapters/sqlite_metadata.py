@@ -98,6 +98,19 @@ class SqliteMetadata:
         with self._transaction() as db:
             self._merge(db, collection, doc_id, lambda current: deep_merge(current, fields))
 
+    def replace_field(self, collection: str, doc_id: str, path: tuple[str, ...], value: Any) -> None:
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            updated = dict(current)
+            node = updated
+            for key in path[:-1]:
+                node[key] = dict(node[key]) if isinstance(node.get(key), dict) else {}
+                node = node[key]
+            node[path[-1]] = value
+            return updated
+
+        with self._transaction() as db:
+            self._merge(db, collection, doc_id, change)
+
     @staticmethod
     def _merge(
         db: sqlite3.Connection, collection: str, doc_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
