@@ -8,13 +8,16 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from .adapters.metadata import GeoPoint
 from .adapters.sqlite_metadata import SqliteMetadata
 from .context import local_context
+from .errors import PipelineError
 from .embedded import FileReport, process, record_failed, record_of
 from .logs import configure_logging
 from .settings import DEFAULT_DATA_DIR, Settings
@@ -33,6 +36,7 @@ examples:
   panoptes-network process ./frames             every file under ./frames
   panoptes-network process --json unsolved.fits one JSON record per image on stdout
   panoptes-network status PAN001_XXXXXX_20160909T081314
+  panoptes-network header gs://panoptes-raw-images/PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz
   panoptes-network stack                        the local cloud stack, until Ctrl-C
 """
 
@@ -40,6 +44,8 @@ examples:
 def _json_default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
+    if isinstance(value, GeoPoint):
+        return {"latitude": value.latitude, "longitude": value.longitude}
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
@@ -112,6 +118,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_header(args: argparse.Namespace) -> int:
+    from .fits_header import read_image_header
+    from .header_metadata import header_as_json
+
+    location: str = args.location
+    try:
+        if location.startswith("gs://"):
+            from .adapters.gcs_storage import GcsStorage
+
+            bucket, _, name = location.removeprefix("gs://").partition("/")
+            storage = GcsStorage()
+            info = storage.stat(bucket, name)
+            if info is None:
+                print(f"panoptes-network: no object {location}", file=sys.stderr)
+                return 1
+            header, _ = read_image_header(partial(storage.read_range, info.ref), location)
+        else:
+            path = Path(location)
+            if not path.is_file():
+                print(f"panoptes-network: no such file: {location}", file=sys.stderr)
+                return 1
+            with open(path, "rb") as handle:
+
+                def read_range(start: int, end: int) -> bytes:
+                    handle.seek(start)
+                    return handle.read(end - start)
+
+                header, _ = read_image_header(read_range, location)
+    except PipelineError as exc:
+        print(f"panoptes-network: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(header_as_json(header), indent=2, default=str))
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from .synthetic import FULL_SHAPE, FrameSpec, write_frame
 
@@ -163,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[data_dir, as_json], help="show stored records")
     status.add_argument("image_id", nargs="?", help="one image (default: every image and ignored object)")
     status.set_defaults(func=cmd_status)
+
+    header = commands.add_parser(
+        "header",
+        help="print a FITS file's image header as JSON (reads only the header blocks)",
+        description="Print the image header of a local FITS/.fits.fz file or of gs://BUCKET/NAME (the "
+        "usual Google credentials, or STORAGE_EMULATOR_HOST for the local stack) as JSON.",
+    )
+    header.add_argument("location", metavar="PATH|gs://BUCKET/NAME")
+    header.set_defaults(func=cmd_header)
 
     sample = commands.add_parser(
         "sample",

@@ -34,6 +34,15 @@ class Compressed:
         return self.original_size / len(self.data)
 
 
+def _fresh_header(header: fits.Header) -> fits.Header:
+    """A copy without the original's CHECKSUM/DATASUM: they describe the uncompressed bytes and
+    would be stale; the compressed HDU gets fresh ones over what is actually stored."""
+    copy = header.copy()
+    for key in ("CHECKSUM", "DATASUM"):
+        copy.remove(key, ignore_missing=True, remove_all=True)
+    return copy
+
+
 def _is_image(hdu: fits.hdu.base.ExtensionHDU | fits.PrimaryHDU) -> bool:
     return hdu.is_image and hdu.data is not None and hdu.data.size > 0
 
@@ -44,11 +53,11 @@ def compress_hdus(hdus: fits.HDUList) -> fits.HDUList:
     out = fits.HDUList([fits.PrimaryHDU()])
     for index, hdu in enumerate(hdus):
         if _is_image(hdu):
-            out.append(compressed_image(hdu.data, hdu.header.copy()))
+            out.append(compressed_image(hdu.data, _fresh_header(hdu.header)))
         elif index > 0:
             out.append(hdu.copy())
         else:
-            out[0] = fits.PrimaryHDU(header=hdu.header.copy())
+            out[0] = fits.PrimaryHDU(header=_fresh_header(hdu.header))
     return out
 
 

@@ -1,0 +1,67 @@
+"""record-image: the FITS header of a ``.fits.fz`` into the metadata store, then on to
+background subtraction.
+
+Only the header blocks are read (ranged reads), never the pixels. The unit is created once,
+the observation and image are merged (idempotent), and the counters (images and exposure time
+per observation and unit) are added in one atomic write together with a per-image marker, so
+that a redelivered or concurrent message counts nothing twice. The next step is told only
+after all of that is written.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+from ..context import Context
+from ..fits_header import read_image_header
+from ..header_metadata import header_id_mismatches, image_fields, observation_fields, unit_fields
+from ..logs import log
+from ..messages import StepMessage
+from ..names import parse_raw_name
+from ..outcomes import Outcome
+from ..status import ImageStatus, StepState
+from ..step_runner import Step, StepResult
+
+NAME = "record-image"
+NEXT_TOPIC = "subtract-background"
+COUNTED = "counted_images"
+logger = logging.getLogger(__name__)
+
+
+def handle(context: Context, message: StepMessage) -> StepResult:
+    ref = message.ref
+    previous = ((context.metadata.get("images", message.image_id) or {}).get("steps") or {}).get(NAME, {})
+    if previous.get("input") == ref.identity and previous.get("state") == StepState.DONE.value:
+        return StepResult(Outcome.ALREADY_DONE, reason="header already recorded")
+    name = parse_raw_name(ref.name)
+    header, bytes_read = read_image_header(partial(context.storage.read_range, ref), ref.identity)
+    warnings = header_id_mismatches(header, name)
+    for warning in warnings:
+        log(logger, "WARNING", f"header disagrees with path: {warning}", input=ref.identity)
+
+    image = image_fields(header, name)
+    context.metadata.create("units", name.unit_id, unit_fields(header, name))
+    context.metadata.merge("observations", name.sequence_id, observation_fields(header, name))
+    context.metadata.merge(
+        "images", name.image_id, {**image, "bucket_path": f"{ref.bucket}/{ref.name}", "generation": ref.generation}
+    )
+    exptime = image["exptime"] or 0.0
+    counts = {"num_images": 1, "total_exptime": exptime}
+    counted = context.metadata.create_with_increments(
+        COUNTED,
+        name.image_id,
+        {"sequence_id": name.sequence_id, "unit_id": name.unit_id, "exptime": exptime},
+        {("observations", name.sequence_id): counts, ("units", name.unit_id): counts},
+    )
+    next_message = StepMessage(ref, name.image_id, name.sequence_id, {"file_kind": name.kind.value})
+    message_id = context.publish(NEXT_TOPIC, next_message)
+    return StepResult(
+        reason=f"{len(header)} cards recorded from {bytes_read} bytes",
+        published={NEXT_TOPIC: message_id},
+        record={"header_bytes_read": bytes_read, "cards": len(header), "counted": counted, "warnings": warnings},
+        status=ImageStatus.RECORDED,
+    )
+
+
+STEP = Step(NAME, handle)

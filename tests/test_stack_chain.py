@@ -1,0 +1,68 @@
+"""The chain on the local cloud stack: uploads through google-cloud-storage, notifications,
+push to every service under gunicorn, records in the Firestore emulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from panoptes_network.stack import LocalStack, patched_env
+
+pytestmark = pytest.mark.stack
+
+DEADLINE_SECONDS = 60
+
+
+@pytest.fixture(scope="module")
+def clients(local_stack: LocalStack):
+    from google.cloud import firestore, storage
+
+    with patched_env(local_stack.client_env):
+        yield storage.Client(), firestore.Client(project=local_stack.project)
+
+
+def eventually(check: Callable[[], object], what: str):
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.25)
+    pytest.fail(f"{what} did not happen within {DEADLINE_SECONDS} s")
+
+
+def image_with(db, image_id: str, step: str) -> dict | None:
+    snapshot = db.collection("images").document(image_id).get()
+    doc = snapshot.to_dict() if snapshot.exists else None
+    return doc if doc and doc.get("steps", {}).get(step, {}).get("state") == "done" else None
+
+
+def test_a_fits_upload_is_compressed_then_recorded(local_stack: LocalStack, clients, test_data: Path) -> None:
+    gcs, db = clients
+    raw = gcs.bucket(local_stack.settings.bucket("raw"))
+    name = "PAN001/XXXXXX/20160909T081152/20160909T081314.fits"
+    raw.blob(name).upload_from_string((test_data / "panoptes/unsolved.fits").read_bytes())
+    image = eventually(lambda: image_with(db, "PAN001_XXXXXX_20160909T081314", "record-image"), "recording")
+    assert raw.get_blob(name) is None
+    fz = raw.get_blob(name + ".fz")
+    assert fz is not None and image["generation"] == fz.generation
+    assert image["exptime"] == 120.4 and image["camera"]["temperature"] == 11.0
+    assert image["steps"]["compress-fits"]["verified"] is True
+    unit = db.collection("units").document("PAN001").get().to_dict()
+    assert unit["location"].latitude == 19.54 and unit["num_images"] >= 1
+    observation = db.collection("observations").document("PAN001_XXXXXX_20160909T081152").get().to_dict()
+    assert observation["field_name"] == "KIC 8462852"
+
+
+def test_a_solved_fz_upload_records_its_wcs_centre(local_stack: LocalStack, clients, test_data: Path) -> None:
+    gcs, db = clients
+    raw = gcs.bucket(local_stack.settings.bucket("raw"))
+    raw.blob("PAN001/XXXXXX/20160909T081152/20160909T081522.fits.fz").upload_from_string(
+        (test_data / "panoptes/solved.fits.fz").read_bytes()
+    )
+    image = eventually(lambda: image_with(db, "PAN001_XXXXXX_20160909T081522", "record-image"), "recording")
+    assert image["ra_image"] == pytest.approx(303.2064, abs=1e-3)
+    assert image["dec_image"] == pytest.approx(46.0174, abs=1e-3)
