@@ -7,14 +7,21 @@ kept as ``nested`` so that logs and records can show it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 
 class PipelineError(Exception):
-    """Base class: a message for people and, optionally, the exception that caused it."""
+    """Base class: a message for people, optionally the exception that caused it, and details
+    worth keeping on the step record (e.g. the EXIF that could still be read from a bad raw)."""
 
-    def __init__(self, message: str, nested: BaseException | None = None) -> None:
+    def __init__(
+        self, message: str, nested: BaseException | None = None, details: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.nested = nested
+        self.details = dict(details or {})
 
     @property
     def error_class(self) -> str:

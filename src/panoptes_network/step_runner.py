@@ -171,7 +171,7 @@ def _record_failure(
         step_input.ref,
         image_id,
         message_id,
-        {"state": state.value, "error_class": error.error_class, "error": error.message},
+        {**error.details, "state": state.value, "error_class": error.error_class, "error": error.message},
     )
 
 
