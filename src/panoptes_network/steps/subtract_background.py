@@ -1,0 +1,92 @@
+"""subtract-background: the per-Bayer-channel sky of a raw frame, stored, summarised, passed on.
+
+Reads the raw ``.fits.fz`` at the exact generation it was told, estimates the background of
+each Bayer channel (``background_model``), writes ``{backgrounds}/{base_path}-background.fits.fz``
+create-only, records the per-channel statistics on the image and publishes to ``plate-solve``
+the same raw ref plus ``extra["background"] = {bucket, name, generation}``.
+
+Redelivery: the file is byte-identical for the same input, so a second run finds it identical;
+with a done record for this input it answers ALREADY_DONE, without one (the first run stopped
+before publishing) it publishes again. A different existing file is a conflict: recorded,
+logged, never overwritten, and nothing is published.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..background_model import BackgroundSettings, estimate, summary, to_fits
+from ..context import Context
+from ..errors import AlreadyExists, BadInput, NotFound
+from ..fits_codec import image_hdu, open_fits
+from ..logs import log
+from ..messages import ObjectRef, StepMessage
+from ..names import parse_raw_name
+from ..outcomes import Outcome
+from ..status import ImageStatus, StepState
+from ..step_runner import Step, StepResult
+
+NAME = "subtract-background"
+NEXT_TOPIC = "plate-solve"
+SETTINGS = BackgroundSettings()
+logger = logging.getLogger(__name__)
+
+
+def background_name(raw_name: str) -> str:
+    """``{unit}/{camera}/{sequence_time}/{image_time}-background.fits.fz`` for a raw object name."""
+    return f"{parse_raw_name(raw_name).base_path}-background.fits.fz"
+
+
+def _already_done(context: Context, message: StepMessage) -> bool:
+    image = context.metadata.get("images", message.image_id) or {}
+    previous = image.get("steps", {}).get(NAME, {})
+    return previous.get("input") == message.ref.identity and previous.get("state") == StepState.DONE.value
+
+
+def _store(context: Context, name: str, data: bytes) -> tuple[ObjectRef | None, str]:
+    """Write create-only; an existing identical file is reused, a different one is a conflict (None)."""
+    bucket = context.settings.bucket("backgrounds")
+    try:
+        return context.storage.write_new(bucket, name, data, "application/fits"), "new"
+    except AlreadyExists:
+        existing = context.storage.stat(bucket, name)
+        if existing is not None and context.storage.read(existing.ref) == data:
+            return existing.ref, "identical"
+        return None, "conflict"
+
+
+def handle(context: Context, message: StepMessage) -> StepResult:
+    if _already_done(context, message):
+        return StepResult(Outcome.ALREADY_DONE, reason="background already stored and published")
+    target = background_name(message.ref.name)
+    try:
+        raw = context.storage.read(message.ref)
+    except NotFound as exc:
+        raise BadInput(f"{message.ref.identity} no longer exists", exc) from exc
+    hdu = image_hdu(open_fits(raw, message.ref.identity), message.ref.identity)
+    background = estimate(hdu.data, hdu.header, SETTINGS)
+    stats = summary(background)
+    written, existing = _store(context, target, to_fits(background, SETTINGS))
+    record = {
+        "output": f"{context.settings.bucket('backgrounds')}/{target}",
+        "existing_output": existing,
+        "mesh_px": background.mesh,
+        "warnings": list(background.warnings),
+    }
+    if written is None:
+        reason = f"conflict: {record['output']} exists with different content; kept, not overwritten"
+        log(logger, "WARNING", reason, input=message.ref.identity)
+        return StepResult(reason=reason, record={**record, "conflict": reason})
+    extra = {"background": {"bucket": written.bucket, "name": written.name, "generation": written.generation}}
+    message_id = context.publish(NEXT_TOPIC, StepMessage(message.ref, message.image_id, message.sequence_id, extra))
+    medians = ", ".join(f"{name} {c['median']:.1f}" for name, c in stats["channels"].items())
+    return StepResult(
+        reason=f"background {medians} ADU above black",
+        published={NEXT_TOPIC: message_id},
+        record={**record, "output_generation": written.generation},
+        fields={"background": stats},
+        status=ImageStatus.BACKGROUND_SUBTRACTED,
+    )
+
+
+STEP = Step(NAME, handle)
