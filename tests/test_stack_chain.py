@@ -4,6 +4,7 @@ push to every service under gunicorn, records in the Firestore emulator."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,12 +41,18 @@ def image_with(db, image_id: str, step: str) -> dict | None:
     return doc if doc and doc.get("steps", {}).get(step, {}).get("state") == "done" else None
 
 
+def unique_camera() -> str:
+    """The stack lives for the whole session: a camera id of its own keeps this test's images apart."""
+    return "T" + uuid.uuid4().hex[:5]
+
+
 def test_a_fits_upload_is_compressed_then_recorded(local_stack: LocalStack, clients, test_data: Path) -> None:
     gcs, db = clients
     raw = gcs.bucket(local_stack.settings.bucket("raw"))
-    name = "PAN001/XXXXXX/20160909T081152/20160909T081314.fits"
+    camera = unique_camera()
+    name = f"PAN001/{camera}/20160909T081152/20160909T081314.fits"
     raw.blob(name).upload_from_string((test_data / "panoptes/unsolved.fits").read_bytes())
-    image = eventually(lambda: image_with(db, "PAN001_XXXXXX_20160909T081314", "record-image"), "recording")
+    image = eventually(lambda: image_with(db, f"PAN001_{camera}_20160909T081314", "record-image"), "recording")
     assert raw.get_blob(name) is None
     fz = raw.get_blob(name + ".fz")
     assert fz is not None and image["generation"] == fz.generation
@@ -53,16 +60,17 @@ def test_a_fits_upload_is_compressed_then_recorded(local_stack: LocalStack, clie
     assert image["steps"]["compress-fits"]["verified"] is True
     unit = db.collection("units").document("PAN001").get().to_dict()
     assert unit["location"].latitude == 19.54 and unit["num_images"] >= 1
-    observation = db.collection("observations").document("PAN001_XXXXXX_20160909T081152").get().to_dict()
+    observation = db.collection("observations").document(f"PAN001_{camera}_20160909T081152").get().to_dict()
     assert observation["field_name"] == "KIC 8462852"
 
 
 def test_a_solved_fz_upload_records_its_wcs_centre(local_stack: LocalStack, clients, test_data: Path) -> None:
     gcs, db = clients
     raw = gcs.bucket(local_stack.settings.bucket("raw"))
-    raw.blob("PAN001/XXXXXX/20160909T081152/20160909T081522.fits.fz").upload_from_string(
+    camera = unique_camera()
+    raw.blob(f"PAN001/{camera}/20160909T081152/20160909T081522.fits.fz").upload_from_string(
         (test_data / "panoptes/solved.fits.fz").read_bytes()
     )
-    image = eventually(lambda: image_with(db, "PAN001_XXXXXX_20160909T081522", "record-image"), "recording")
+    image = eventually(lambda: image_with(db, f"PAN001_{camera}_20160909T081522", "record-image"), "recording")
     assert image["ra_image"] == pytest.approx(303.2064, abs=1e-3)
     assert image["dec_image"] == pytest.approx(46.0174, abs=1e-3)

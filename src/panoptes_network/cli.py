@@ -89,6 +89,9 @@ def cmd_process(args: argparse.Namespace) -> int:
     summary_out = sys.stderr if args.json else sys.stdout
     if not args.quiet:
         _print_table([_summary_row(r) for r in records], ("IMAGE", "STATUS", "STEPS", "NOTE"), summary_out)
+        for record in records:
+            if quick_look := record.get("outputs", {}).get("quick_look"):
+                print(f"quick look of {record['image_id']}: {data_dir / 'buckets' / quick_look}", file=summary_out)
         print(
             f"{len(records)} file(s), {failed} failed; data in {data_dir}/ (log: {log_path})",
             file=summary_out,
@@ -154,11 +157,17 @@ def cmd_header(args: argparse.Namespace) -> int:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    from .synthetic import FULL_SHAPE, FrameSpec, write_frame
+    from astropy.io import fits
 
-    shape = FULL_SHAPE if args.size == "full" else (700, 700)
-    spec = FrameSpec(shape=shape, stars=3000 if args.size == "full" else 60, seed=args.seed)
-    print(write_frame(spec, args.out))
+    from .synthetic import FULL_SHAPE
+    from .synthetic_star_field import StarFieldSpec, frame_spec_for, make_star_field
+
+    spec = StarFieldSpec(shape=FULL_SHAPE if args.size == "full" else (700, 700), seed=args.seed)
+    data, header, _ = make_star_field(spec)  # real Tycho-2 stars, so the plate-solver can solve it
+    path = args.out / frame_spec_for(spec).path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(data, header).writeto(path, overwrite=True, checksum=True)
+    print(path)
     return 0
 
 
@@ -217,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     sample = commands.add_parser(
         "sample",
         help="write a realistic synthetic PANOPTES frame",
-        description="Write a synthetic raw Bayer frame with a POCS header at its canonical path under OUT.",
+        description="Write a synthetic raw Bayer frame of the real sky (Tycho-2 stars around KIC 8462852 "
+        "through a known WCS, the mount hint 2 degrees off) with a POCS header, at its canonical path under OUT.",
     )
     sample.add_argument("--out", type=Path, default=Path("samples"), help="folder (default: %(default)s)")
     sample.add_argument("--size", choices=("full", "small"), default="full", help="5208x3476 or 700x700")
@@ -233,7 +243,33 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--project", default="panoptes-local", help="project id (default: %(default)s)")
     stack.add_argument("--log-dir", type=Path, default=Path("stack-logs"), help="server logs (default: %(default)s)")
     stack.set_defaults(func=cmd_stack)
+
+    catalog = commands.add_parser("catalog", parents=[data_dir], help="manage the SQL reference catalog")
+    catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    load = catalog_commands.add_parser(
+        "load",
+        parents=[data_dir],
+        help="load a TESS Input Catalog subset (CSV or FITS) into the reference_stars table",
+        description="Columns picid, ra, dec (required), vmag, tmag, gaia_id, twomass_id (common spellings "
+        "accepted). Rows whose picid is already loaded are replaced. The database is DATABASE_URL, "
+        "else DATA_DIR/stamps.sqlite.",
+    )
+    load.add_argument("file", type=Path, metavar="FILE", help="a .csv or .fits table")
+    load.add_argument("--database-url", default=os.environ.get("DATABASE_URL"), help="default: $DATABASE_URL")
+    load.add_argument("--schema", default=None, help="PostgreSQL schema (default: the database's default)")
+    load.set_defaults(func=cmd_catalog_load)
     return parser
+
+
+def cmd_catalog_load(args: argparse.Namespace) -> int:
+    from .steps.plate_solve import PlateSolveSettings
+    from .reference_catalog import load_catalog_file
+
+    url = PlateSolveSettings(database_url=args.database_url).database(args.data_dir)
+    args.data_dir.mkdir(parents=True, exist_ok=True)
+    count = load_catalog_file(args.file, url, args.schema)
+    print(f"{count} star(s) from {args.file} loaded into reference_stars ({url.split(':', 1)[0]})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,6 +23,9 @@ class Settings:
     project: str = DEFAULT_PROJECT
     buckets: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(load_topology().buckets))
     data_dir: Path = DEFAULT_DATA_DIR
+    # plate-solver: stamps (and the SQL reference catalog) in this database; None: SQLite in data_dir.
+    database_url: str | None = None
+    reference_catalog: str = "tycho2"  # "tycho2" (installed index files) or "sql" (reference_stars)
 
     def bucket(self, key: str) -> str:
         """The bucket name for a logical bucket (``raw``, ``rgb``, ``backgrounds``, ``processed``)."""
@@ -30,7 +33,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
-        """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR`` and ``PANOPTES_BUCKET_<KEY>``."""
+        """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``,
+        ``DATABASE_URL`` and ``PANOPTES_REFERENCE_CATALOG``."""
         topology = topology or load_topology()
         buckets = {
             key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()
@@ -39,4 +43,6 @@ class Settings:
             project=env.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
             buckets=buckets,
             data_dir=Path(env.get("PANOPTES_DATA_DIR", DEFAULT_DATA_DIR)),
+            database_url=env.get("DATABASE_URL") or None,
+            reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
         )

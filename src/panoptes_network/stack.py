@@ -163,6 +163,7 @@ def start_stack(project: str, log_dir: Path, settings: Settings | None = None) -
         create_buckets(gcs.url, project, settings)
         env = {
             "GOOGLE_CLOUD_PROJECT": project,
+            "PANOPTES_DATA_DIR": str(log_dir / "data"),  # the plate-solver's SQLite stamps, unless DATABASE_URL
             "PUBSUB_EMULATOR_HOST": pubsub.host,
             "FIRESTORE_EMULATOR_HOST": firestore.host,
             "STORAGE_EMULATOR_HOST": gcs.url,

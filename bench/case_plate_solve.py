@@ -1,0 +1,181 @@
+"""plate-solver on a full synthetic frame (real Tycho-2 stars, mount hint 2 degrees off).
+
+The reference of every case is upstream's recipe: ``solve-field --guess-scale --downsample 4
+--no-verify`` on the image itself, without hints.
+
+- ``solve-full-frame``: our detection (sep on superpixels) + hinted solve of the star list,
+  on the background-subtracted frame.
+- ``plate-solver-step``: the whole step (read, subtract, detect, solve, match, stamps, processed
+  FITS, PNG, Parquet, SQLite), through ``process`` on local stand-ins; prints the peak memory
+  of one run in a fresh process.
+- ``chain-full-frame``: ``panoptes-network process -j 1`` on the FITS file, every step; prints
+  wall time, peak memory and the per-step split from the request log lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from panoptes_network import background_model
+from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
+from panoptes_network.astrometry_solver import solve
+from panoptes_network.context import local_context
+from panoptes_network.frame_astrometry import mount_hint
+from panoptes_network.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
+from panoptes_network.settings import Settings
+from panoptes_network.source_detection import detect_sources
+from panoptes_network.steps.plate_solve import PlateSolveSettings, process
+from panoptes_network.synthetic_star_field import StarFieldSpec, frame_spec_for, make_star_field
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTHON = ROOT / ".venv" / "bin" / "python"
+CLI = ROOT / ".venv" / "bin" / "panoptes-network"
+SPEC = StarFieldSpec(ra=83.8, dec=-5.4, rotation_deg=37.0, seed=5)
+
+Pair = tuple[Callable[[], object], Callable[[], object]]
+
+
+def write_star_field(work: Path) -> tuple[Path, np.ndarray, fits.Header]:
+    """The frame as POCS would store it, at its canonical path under ``work/in``."""
+    raw, header, _ = make_star_field(SPEC)
+    path = work / "in" / frame_spec_for(SPEC).path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fits.PrimaryHDU(raw, header).writeto(path)
+    return path, raw, header
+
+
+def upstream_solve(image: Path, work: Path) -> Callable[[], object]:
+    """solve-field on the image, no hints: upstream's recipe (fresh output folder each run)."""
+    runs = iter(range(1_000_000))
+
+    def run() -> None:
+        out = work / f"upstream-{next(runs)}"
+        out.mkdir()
+        subprocess.run(
+            ["solve-field", str(image), "--guess-scale", "--downsample", "4", "--no-verify", "--no-plots",
+             "--overwrite", "--dir", str(out), "--new-fits", "none", "--cpulimit", "300"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        if not any(out.glob("*.solved")):
+            raise RuntimeError("the upstream recipe did not solve the frame")
+        shutil.rmtree(out)
+
+    return run
+
+
+def peak_rss_mb(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, peak resident memory in MB) of a command and the children it waited for."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{command[:3]} exited {process.returncode}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
+@contextmanager
+def solve_full_frame(work: Path) -> Iterator[Pair]:
+    image, raw, header = write_star_field(work)
+    settings = background_model.BackgroundSettings()
+    stored = background_model.to_fits(background_model.estimate(raw, header, settings), settings)
+    frame = raw.astype(np.float32) - background_model.load_model(stored)
+    rms = background_model.load_rms(stored)
+
+    def ours() -> None:
+        solution = solve(detect_sources(frame, rms), frame.shape, mount_hint(header))
+        if not solution.solved:
+            raise RuntimeError(f"our solve failed: {solution.reason}")
+
+    yield ours, upstream_solve(image, work)
+
+
+@contextmanager
+def plate_solver_step(work: Path) -> Iterator[Pair]:
+    image, _, _ = write_star_field(work)
+    data_dir = work / "data"
+    subprocess.run([str(CLI), "process", "-q", "-j", "1", "--data-dir", str(data_dir), str(image)], check=True)
+    context, _ = local_context(Settings(data_dir=data_dir), data_dir)
+    push = captured_plate_solve_message(data_dir)
+    message = parse_step_message(push)
+    settings = PlateSolveSettings()
+
+    def ours() -> None:
+        context.metadata.replace_field("images", message.image_id, ("steps", "plate-solver"), {})
+        result = process(context, message, settings)
+        if not result.fields.get("solved"):
+            raise RuntimeError(f"the step did not solve: {result.reason}")
+
+    probe = f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); from case_plate_solve import step_in_fresh_process; step_in_fresh_process({str(data_dir)!r})"
+    _, peak = peak_rss_mb([str(PYTHON), "-c", probe])
+    print(f"bench plate-solver-step peak_rss_mb={peak:.0f}", flush=True)
+    yield ours, upstream_solve(image, work)
+
+
+def captured_plate_solve_message(data_dir: Path) -> PushMessage:
+    """Rebuild the message subtract-background sent, from its step record."""
+    ((image_id, image),) = SqliteMetadata(data_dir / "metadata.sqlite").list("images")
+    record = image["steps"]["subtract-background"]
+    bucket, _, rest = record["input"].partition("/")
+    name, _, generation = rest.rpartition("#")
+    bg_bucket, _, bg_name = record["output"].partition("/")
+    message = StepMessage(
+        ObjectRef(bucket, name, int(generation)), image_id, image["sequence_id"],
+        {"background": {"bucket": bg_bucket, "name": bg_name, "generation": record["output_generation"]}},
+    )  # fmt: skip
+    data, attributes = message.encode()
+    return PushMessage("bench", data, attributes)
+
+
+def step_in_fresh_process(data_dir: str) -> None:
+    """One run of the step in this (fresh) process: its peak memory is the step's."""
+    path = Path(data_dir)
+    context, _ = local_context(Settings(data_dir=path), path)
+    message = parse_step_message(captured_plate_solve_message(path))
+    context.metadata.replace_field("images", message.image_id, ("steps", "plate-solver"), {})
+    process(context, message, PlateSolveSettings())
+
+
+@contextmanager
+def chain_full_frame(work: Path) -> Iterator[Pair]:
+    image, _, _ = write_star_field(work)
+    runs = iter(range(1_000_000))
+
+    def chain() -> tuple[float, float, Path]:
+        data_dir = work / f"chain-{next(runs)}"
+        wall, peak = peak_rss_mb([str(CLI), "process", "-q", "-j", "1", "--data-dir", str(data_dir), str(image)])
+        return wall, peak, data_dir
+
+    wall, peak, data_dir = chain()
+    split = per_step_ms(data_dir / "pipeline.log")
+    status = json.loads(subprocess.run([str(CLI), "status", "--json", "--data-dir", str(data_dir)], capture_output=True, text=True).stdout.splitlines()[0])["status"]
+    steps = " ".join(f"{name}_ms={ms:.0f}" for name, ms in split.items())
+    print(f"bench chain-full-frame wall_s={wall:.2f} peak_rss_mb={peak:.0f} status={status} {steps}", flush=True)
+    yield (lambda: chain()), upstream_solve(image, work)
+
+
+def per_step_ms(log: Path) -> dict[str, float]:
+    """duration_ms of each step's one line per message in the pipeline log (the embedded runner's)."""
+    split: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        if "step" in entry and "outcome" in entry and "duration_ms" in entry:
+            split[entry["step"]] = split.get(entry["step"], 0.0) + entry["duration_ms"]
+    return split
+
+
+CASES = {"solve-full-frame": solve_full_frame, "plate-solver-step": plate_solver_step, "chain-full-frame": chain_full_frame}
+
+if __name__ == "__main__":
+    sys.exit("run through bench/run")

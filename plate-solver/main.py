@@ -1,0 +1,5 @@
+"""Cloud Run entry point of the plate-solver service: gunicorn serves `main:app`."""
+
+from panoptes_network.service import create_service
+
+app = create_service("plate-solver")

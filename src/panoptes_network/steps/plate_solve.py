@@ -1,0 +1,237 @@
+"""plate-solver: sources, astrometry, catalog match, postage stamps, processed image, quick look.
+
+Input (from subtract-background on ``plate-solve``): the raw Bayer ``.fits.fz`` and, in
+``extra["background"]``, the exact background file; both are read at their generations, and
+``raw - background_model.load_model(...)`` is the frame everything here works on. Outputs:
+
+- ``{processed}/{base_path}.fits.fz``: background-subtracted float32 (lossless GZIP_2), the raw
+  header, the TAN-SIP WCS and pipeline keywords (PIPEVERS, BKGFILE, SOLVTIER, NMATCH; nothing that varies between
+  runs, such as CPU time, so that a rerun writes the same bytes);
+- ``{base_path}.png`` beside it: the quick look; ``{base_path}-sources.parquet``: the stamp table;
+- the stamp rows in SQL (``stamps``: PostgreSQL in the cloud, ``{data_dir}/stamps.sqlite``
+  embedded), replacing the image's previous rows in one transaction.
+
+No solution is a science outcome: status ``unsolved`` with the reason and the attempts in the
+step record, acknowledged, never retried. Outputs are deterministic, so a redelivery that finds
+them already written compares bytes and goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+
+from .. import __version__, fits_codec
+from ..astrometry_solver import Solution
+from ..background_model import load_model, load_rms
+from ..context import Context
+from ..errors import AlreadyExists, BadInput, NotFound
+from ..frame_astrometry import AnalysisSettings, FrameAnalysis, analyse_frame, source_summary, stamp_rows
+from ..logs import log
+from ..messages import ObjectRef, StepMessage
+from ..names import parse_raw_name
+from ..outcomes import Outcome
+from ..quick_look import QuickLookSettings, render
+from ..reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
+from ..sources_table import sources_parquet
+from ..stamp_database import pixels_to_bytes, replace_image_stamps
+from ..status import ImageStatus, StepState
+from ..step_runner import Step, StepResult
+
+NAME = "plate-solver"
+logger = logging.getLogger(__name__)
+
+# Raw header cards that describe the raw file's storage, not the observation.
+STORAGE_KEYWORDS = ("SIMPLE", "BITPIX", "EXTEND", "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM")
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateSolveSettings:
+    """The step's settings; every default documented where it is defined."""
+
+    analysis: AnalysisSettings = AnalysisSettings()
+    quick_look: QuickLookSettings = QuickLookSettings()
+    catalog: str = "tycho2"  # "tycho2": installed index files; "sql": reference_stars in the database
+    database_url: str | None = None  # None: sqlite:///{data_dir}/stamps.sqlite (embedded)
+    database_schema: str | None = None  # PostgreSQL schema (test instances); None: the default
+
+    def database(self, data_dir: Path) -> str:
+        return self.database_url or f"sqlite:///{Path(data_dir).resolve() / 'stamps.sqlite'}"
+
+    def reference_catalog(self, data_dir: Path) -> ReferenceCatalog:
+        if self.catalog == "sql":
+            return SqlCatalog(self.database(data_dir), self.database_schema)
+        return TychoIndexCatalog()
+
+
+def settings_for(context: Context) -> PlateSolveSettings:
+    """Defaults, with the database URL and catalog choice of the deployment's settings."""
+    return PlateSolveSettings(database_url=context.settings.database_url, catalog=context.settings.reference_catalog)
+
+
+def background_ref(message: StepMessage) -> ObjectRef:
+    """The exact background file named by the message (``extra["background"]``)."""
+    background = message.extra.get("background")
+    try:
+        return ObjectRef(str(background["bucket"]), str(background["name"]), int(background["generation"]))
+    except (TypeError, KeyError, ValueError) as exc:
+        raise BadInput(f"plate-solve message lacks a valid 'background' object ({background!r})", exc) from exc
+
+
+def read_input(context: Context, ref: ObjectRef, what: str) -> bytes:
+    try:
+        return context.storage.read(ref)
+    except NotFound as exc:
+        raise BadInput(f"{what} {ref.identity} no longer exists", exc) from exc
+
+
+def load_frame(context: Context, message: StepMessage, background: ObjectRef) -> tuple[np.ndarray, np.ndarray, fits.Header, float]:
+    """The background-subtracted frame, the sky RMS, the raw header and the median sky level."""
+    hdu = fits_codec.image_hdu(fits_codec.open_fits(read_input(context, message.ref, "raw image"), "raw image"), "raw image")
+    background_bytes = read_input(context, background, "background file")
+    model = load_model(background_bytes)
+    if model.shape != hdu.data.shape:
+        raise BadInput(f"background {model.shape} and raw image {hdu.data.shape} differ in shape")
+    sky_level = float(np.median(model[::4, ::4]))  # a sample: the model is smooth, and a full median copies it
+    frame = hdu.data.astype(np.float32)
+    frame -= model
+    return frame, load_rms(background_bytes), hdu.header, sky_level
+
+
+def processed_header(raw: fits.Header, analysis: FrameAnalysis, background: ObjectRef) -> fits.Header:
+    header = fits.Header([card for card in raw.cards if card.keyword not in STORAGE_KEYWORDS and not card.keyword.startswith("NAXIS")])
+    header.extend(analysis.solution.wcs.to_header(relax=True).cards, update=True)
+    header["PIPEVERS"] = (__version__, "panoptes-network version")
+    header["BKGFILE"] = (background.identity, "background model subtracted")
+    header["BUNIT"] = ("adu", "raw ADU minus the background model")
+    header["SOLVTIER"] = (analysis.solution.tier, "plate-solve attempt that solved")
+    header["NMATCH"] = (len(analysis.matches), "sources matched to the reference catalog")
+    return header
+
+
+def same_content(new: bytes, existing: bytes, content_type: str) -> bool:
+    """Byte equality, except that FITS checksum cards carry the time they were written."""
+    if new == existing:
+        return True
+    if content_type != "application/fits" or not existing.startswith(b"SIMPLE  ="):
+        return False
+    a, b = fits_codec.open_fits(new, "new output"), fits_codec.open_fits(existing, "existing output")
+    stamp = ("CHECKSUM", "DATASUM", "ZHECKSUM", "ZDATASUM")
+    return len(a) == len(b) and all(
+        [(c.keyword, c.value) for c in x.header.cards if c.keyword not in stamp]
+        == [(c.keyword, c.value) for c in y.header.cards if c.keyword not in stamp]
+        and np.array_equal(x.data, y.data)
+        for x, y in zip(a, b)
+    )
+
+
+def write_output(context: Context, bucket: str, name: str, data: bytes, content_type: str) -> dict[str, Any]:
+    """Create-only write; an existing object with the same content is a redelivery, anything else a kept conflict."""
+    try:
+        return {"name": f"{bucket}/{name}", "generation": context.storage.write_new(bucket, name, data, content_type).generation}
+    except AlreadyExists:
+        existing = context.storage.stat(bucket, name)
+        if existing is not None and same_content(data, context.storage.read(existing.ref), content_type):
+            return {"name": f"{bucket}/{name}", "generation": existing.ref.generation, "existing": "identical"}
+        log(logger, "WARNING", "output exists with different content; kept", output=f"{bucket}/{name}")
+        return {"name": f"{bucket}/{name}", "generation": None, "existing": "different (kept)"}
+
+
+def solve_record(solution: Solution) -> dict[str, Any]:
+    return {"solve": solution.summary()}
+
+
+def unsolved(analysis: FrameAnalysis, sky: dict[str, Any], background: ObjectRef) -> StepResult:
+    reason = analysis.solution.reason
+    return StepResult(
+        reason=f"unsolved: {reason}",
+        record={**solve_record(analysis.solution), "background": background.identity},
+        fields={"solved": False, "unsolved_reason": reason, "sources": source_summary(analysis), "sky": sky},
+        status=ImageStatus.UNSOLVED,
+    )
+
+
+def store_outputs(
+    context: Context,
+    message: StepMessage,
+    settings: PlateSolveSettings,
+    analysis: FrameAnalysis,
+    frame: np.ndarray,
+    header: fits.Header,
+    background: ObjectRef,
+) -> dict[str, Any]:
+    """Processed image, quick look, sources table and SQL rows; returns where each went."""
+    base = parse_raw_name(message.ref.name).base_path
+    bucket = context.settings.bucket("processed")
+    rows = stamp_rows(analysis, message.image_id, message.sequence_id)
+    processed = fits_codec.compressed_file(frame.astype(np.float32), processed_header(header, analysis, background))
+    matched = analysis.sources.take(analysis.matches.source_index)
+    png = render(
+        frame, analysis.solution.wcs, analysis.geometry, np.column_stack((matched.x, matched.y)), matched.flux, settings.quick_look
+    )
+    outputs = {
+        "processed": write_output(context, bucket, f"{base}.fits.fz", processed, "application/fits"),
+        "quick_look": write_output(context, bucket, f"{base}.png", png, "image/png"),
+        "sources": write_output(context, bucket, f"{base}-sources.parquet", sources_parquet(rows), "application/vnd.apache.parquet"),
+    }
+    database = settings.database(context.settings.data_dir)
+    stored = replace_image_stamps(
+        database, settings.database_schema, message.image_id, [{**row, "pixels": pixels_to_bytes(row["pixels"])} for row in rows]
+    )
+    outputs["stamps"] = {"database": database.split(":", 1)[0], "rows": stored}
+    return outputs
+
+
+def process(context: Context, message: StepMessage, settings: PlateSolveSettings) -> StepResult:
+    """The whole step with explicit settings (``handle`` uses the defaults)."""
+    background = background_ref(message)
+    previous = (context.metadata.get("images", message.image_id) or {}).get("steps", {}).get(NAME, {})
+    if (
+        previous.get("input") == message.ref.identity
+        and previous.get("background") == background.identity
+        and previous.get("state") == StepState.DONE.value
+    ):
+        return StepResult(Outcome.ALREADY_DONE, reason="already plate-solved")
+    frame, rms, header, sky_level = load_frame(context, message, background)
+    sky = {"background_adu": round(sky_level, 2), "rms_adu": round(float(np.median(rms)), 3)}
+    catalog = settings.reference_catalog(context.settings.data_dir)
+    analysis = analyse_frame(frame, rms, header, catalog, settings.analysis)
+    if not analysis.solution.solved:
+        return unsolved(analysis, sky, background)
+    outputs = store_outputs(context, message, settings, analysis, frame, header, background)
+    geometry = analysis.geometry
+    summary = source_summary(analysis)
+    return StepResult(
+        reason=f"solved ({analysis.solution.tier}), {summary['matched']} stars matched",
+        record={**solve_record(analysis.solution), "background": background.identity, "outputs": outputs},
+        fields={
+            "solved": True,
+            "ra_image": round(geometry.ra, 6),
+            "dec_image": round(geometry.dec, 6),
+            "wcs": {
+                "scale_arcsec": round(geometry.scale_arcsec, 4),
+                "rotation_deg": round(geometry.rotation_deg, 3),
+                "width_deg": round(geometry.width_deg, 4),
+                "height_deg": round(geometry.height_deg, 4),
+                "tier": analysis.solution.tier,
+                "matched_in_solve": analysis.solution.matched,
+                "residual_px": analysis.solution.summary()["residual_px"],
+            },
+            "sources": summary,
+            "sky": sky,
+            "outputs": {key: value["name"] for key, value in outputs.items() if "name" in value},
+        },
+        status=ImageStatus.SOLVED,
+    )
+
+
+def handle(context: Context, message: StepMessage) -> StepResult:
+    return process(context, message, settings_for(context))
+
+
+STEP = Step(NAME, handle)

@@ -1,0 +1,262 @@
+"""plate-solver: the real crop and synthetic full frames solve; unsolvable frames end as recorded
+``unsolved``; the step writes its outputs and stamp rows, and a redelivery or a reprocessing
+changes nothing it should not.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from astropy.io import fits
+from astropy.wcs import FITSFixedWarning, WCS
+from PIL import Image
+
+from panoptes_network import background_model, fits_codec
+from panoptes_network.astrometry_solver import SolveSettings, spread_selection
+from panoptes_network.context import Context, local_context
+from panoptes_network.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
+from panoptes_network.messages import ObjectRef, PushMessage, StepMessage
+from panoptes_network.outcomes import Outcome
+from panoptes_network.postage_stamps import stamp_origins
+from panoptes_network.reference_catalog import TychoIndexCatalog, angular_distance
+from panoptes_network.settings import Settings
+from panoptes_network.stamp_database import image_stamps, pixels_from_bytes
+from panoptes_network.step_runner import run_step
+from panoptes_network.steps.plate_solve import STEP, PlateSolveSettings
+from panoptes_network.synthetic_star_field import StarFieldSpec, make_star_field, wcs_error_px
+from panoptes_network.topology import load_topology
+
+pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
+
+SERVICE = load_topology().service("plate-solver")
+CROP_PATH = "PAN001/XXXXXX/20160909T081152/20160909T081314.fits.fz"
+TIER_LIMIT_S = sum(tier.cpu_limit_s for tier in SolveSettings().tiers)
+
+
+def subtract(raw: np.ndarray, header: fits.Header) -> tuple[np.ndarray, np.ndarray]:
+    """The frame minus the subtract-background step's own model, and its RMS."""
+    settings = background_model.BackgroundSettings()
+    stored = background_model.to_fits(background_model.estimate(raw, header, settings), settings)
+    return raw.astype(np.float32) - background_model.load_model(stored), background_model.load_rms(stored)
+
+
+@pytest.fixture(scope="module")
+def crop(test_data: Path) -> tuple[np.ndarray, fits.Header]:
+    with fits.open(test_data / "panoptes" / "unsolved.fits") as hdus:
+        return hdus[0].data.copy(), hdus[0].header.copy()
+
+
+@pytest.fixture(scope="module")
+def crop_analysis(crop) -> tuple[np.ndarray, FrameAnalysis]:
+    frame, rms = subtract(*crop)
+    return frame, analyse_frame(frame, rms, crop[1], TychoIndexCatalog())
+
+
+def test_the_real_crop_solves_at_the_known_centre_and_scale(crop_analysis) -> None:
+    _, analysis = crop_analysis
+    geometry = analysis.geometry
+    assert analysis.solution.tier == "hinted"
+    assert angular_distance(303.2101, 46.0192, np.array(geometry.ra), np.array(geometry.dec)) * 3600 < 30
+    assert abs(geometry.scale_arcsec / 10.306 - 1) < 0.01
+    assert 0 < analysis.solution.cpu_seconds < SolveSettings().tiers[0].cpu_limit_s
+
+
+def test_the_real_crop_matches_at_least_150_tycho2_stars(crop_analysis) -> None:
+    _, analysis = crop_analysis
+    assert len(analysis.matches) >= 150
+    assert np.all(analysis.matches.separation_arcsec <= 25)
+    x, y = analysis.sources.x[analysis.matches.source_index], analysis.sources.y[analysis.matches.source_index]
+    assert x.min() >= 10 and y.min() >= 10 and x.max() <= 689 and y.max() <= 689
+    assert np.all(analysis.stars.mag[analysis.matches.catalog_index] <= 13)
+
+
+def test_stamps_are_bayer_aligned_cutouts_around_their_stars(crop_analysis) -> None:
+    frame, analysis = crop_analysis
+    rows = stamp_rows(analysis, "image", "sequence")
+    assert len(rows) == len(analysis.matches)
+    for row in rows:
+        x0, y0 = row["stamp_x0"], row["stamp_y0"]
+        assert x0 % 2 == 0 and y0 % 2 == 0
+        assert row["pixels"].shape == (10, 10) and row["pixels"].dtype == np.float32
+        assert np.array_equal(row["pixels"], frame[y0 : y0 + 10, x0 : x0 + 10])
+        assert x0 + 3 <= row["x"] <= x0 + 6 and y0 + 3 <= row["y"] <= y0 + 6
+
+
+def test_stamp_origins_keep_the_phase_at_the_frame_edges() -> None:
+    x0, y0 = stamp_origins(np.array([0.2, 4.5, 698.9]), np.array([699.0, 5.4, 1.0]), 10, (700, 700))
+    assert x0.tolist() == [0, 0, 690] and y0.tolist() == [690, 0, 0]
+    with pytest.raises(ValueError, match="even"):
+        stamp_origins(np.array([5.0]), np.array([5.0]), 9, (700, 700))
+
+
+def test_the_solver_gets_sources_spread_over_the_whole_frame(crop_analysis) -> None:
+    _, analysis = crop_analysis
+    settings = SolveSettings()
+    chosen = spread_selection(analysis.sources, (700, 700), settings)
+    first = chosen[: settings.grid[0] * settings.grid[1]]
+    cells = {(int(y // (700 / 6)), int(x // (700 / 8))) for x, y in zip(analysis.sources.x[first], analysis.sources.y[first])}
+    assert len(cells) >= 40  # the first pass takes one star from (nearly) every one of the 48 cells
+    assert len(chosen) == len(set(chosen.tolist()))
+
+
+@pytest.mark.parametrize(
+    ("ra", "dec", "rotation", "seed"),
+    [(303.2, 46.0, 0.0, 1), (83.8, -5.4, 37.0, 2), (10.0, 80.0, 200.0, 3), (250.0, -60.0, 95.0, 4)],
+)
+def test_synthetic_full_frames_solve_in_the_hinted_tier_to_a_fraction_of_a_pixel(
+    ra: float, dec: float, rotation: float, seed: int
+) -> None:
+    spec = StarFieldSpec(ra=ra, dec=dec, rotation_deg=rotation, seed=seed)
+    raw, header, truth = make_star_field(spec)
+    hint_offset = angular_distance(ra, dec, np.array(header["RA-MNT"]), np.array(header["DEC-MNT"]))
+    assert abs(hint_offset - 2.0) < 1e-6
+    frame, rms = subtract(raw, header)
+    analysis = analyse_frame(frame, rms, header, TychoIndexCatalog())
+    assert analysis.solution.tier == "hinted", analysis.solution.reason
+    assert np.median(wcs_error_px(analysis.solution.wcs, truth, raw.shape)) < 0.3
+    assert len(analysis.matches) > 1000
+
+
+def downsampled(raw: np.ndarray) -> np.ndarray:
+    """2x2 binning as a camera's half-size mode would do: twice the pixel scale."""
+    return (raw[0::2, 0::2].astype(np.uint32) + raw[1::2, 0::2] + raw[0::2, 1::2] + raw[1::2, 1::2]) // 4
+
+
+def blank(raw: np.ndarray) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    return (2048 + rng.normal(400, 15, raw.shape)).astype(np.uint16)
+
+
+def without_hints(header: fits.Header) -> fits.Header:
+    header = header.copy()
+    del header["RA-MNT"], header["DEC-MNT"]
+    return header
+
+
+# --- the step, through run_step on the local stand-ins -------------------------------------------
+
+
+def put_inputs(context: Context, raw: np.ndarray, header: fits.Header, name: str = CROP_PATH) -> PushMessage:
+    """The raw .fits.fz and its background file in their buckets, and the message subtract-background sends."""
+    settings = background_model.BackgroundSettings()
+    raw_ref = context.storage.write_new("panoptes-raw-images", name, fits_codec.compressed_file(raw, header))
+    background = background_model.to_fits(background_model.estimate(raw, header, settings), settings)
+    bg_ref = context.storage.write_new(
+        "panoptes-backgrounds", name.replace(".fits.fz", "-background.fits.fz"), background
+    )
+    parts = name.split("/")
+    message = StepMessage(
+        raw_ref,
+        f"{parts[0]}_{parts[1]}_{parts[3].split('.')[0]}",
+        f"{parts[0]}_{parts[1]}_{parts[2]}",
+        {"background": {"bucket": bg_ref.bucket, "name": bg_ref.name, "generation": bg_ref.generation}},
+    )
+    data, attributes = message.encode()
+    return PushMessage(f"m-{raw_ref.generation}", data, attributes)
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Context:
+    return local_context(Settings(data_dir=tmp_path), tmp_path)[0]
+
+
+@pytest.fixture(scope="module")
+def solved_run(crop, tmp_path_factory):
+    """The step once on the real crop, in its own data dir."""
+    data_dir = tmp_path_factory.mktemp("plate-solver")
+    context = local_context(Settings(data_dir=data_dir), data_dir)[0]
+    push = put_inputs(context, *crop)
+    return context, push, run_step(SERVICE, STEP, context, push)
+
+
+def test_the_step_records_the_solution_on_the_image(solved_run) -> None:
+    context, push, handled = solved_run
+    assert handled.outcome is Outcome.DONE and handled.outcome.acknowledged
+    image = context.metadata.get("images", handled.image_id)
+    assert image["status"] == "solved" and image["solved"] is True
+    assert abs(image["ra_image"] - 303.2101) < 0.02 and abs(image["dec_image"] - 46.0192) < 0.01
+    assert abs(image["wcs"]["scale_arcsec"] - 10.306) < 0.1 and image["wcs"]["tier"] == "hinted"
+    assert image["sources"]["matched"] >= 150 and image["sources"]["median_fwhm_px"] > 1
+    assert image["sky"]["background_adu"] > 2048
+    record = image["steps"]["plate-solver"]
+    assert record["state"] == "done" and record["solve"]["tier"] == "hinted" and record["solve"]["cpu_seconds"] > 0
+    assert record["outputs"]["stamps"] == {"database": "sqlite", "rows": image["sources"]["matched"]}
+
+
+def test_the_processed_image_is_the_subtracted_frame_with_its_wcs(solved_run, crop) -> None:
+    context, _, handled = solved_run
+    base = CROP_PATH.removesuffix(".fits.fz")
+    processed = context.storage.stat("panoptes-processed-images", f"{base}.fits.fz")
+    hdu = fits_codec.image_hdu(fits_codec.open_fits(context.storage.read(processed.ref), "processed"), "processed")
+    frame, _ = subtract(*crop)
+    assert hdu.data.dtype == np.float32 and np.array_equal(hdu.data, frame)  # lossless
+    assert hdu.header["SOLVTIER"] == "hinted" and hdu.header["BKGFILE"].startswith("panoptes-backgrounds/")
+    assert hdu.header["PIPEVERS"] and hdu.header["RA-MNT"] == crop[1]["RA-MNT"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        centre = WCS(hdu.header).all_pix2world([[349.5, 349.5]], 0)[0]
+    assert angular_distance(303.2101, 46.0192, np.array(centre[0]), np.array(centre[1])) * 3600 < 30
+
+
+def test_quick_look_and_sources_table_sit_beside_the_processed_image(solved_run) -> None:
+    context, _, handled = solved_run
+    base = CROP_PATH.removesuffix(".fits.fz")
+    png = context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}.png").ref)
+    image = Image.open(io.BytesIO(png))
+    assert image.size == (700, 700) and image.mode == "RGB"
+    assert (np.asarray(image)[..., 1] > np.asarray(image)[..., 0] + 100).sum() > 150  # green circles drawn
+    table = pq.read_table(
+        io.BytesIO(context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}-sources.parquet").ref))
+    )
+    rows = image_stamps(PlateSolveSettings().database(context.settings.data_dir), None, handled.image_id)
+    assert table.num_rows == len(rows) >= 150
+    first = table.slice(0, 1).to_pylist()[0]
+    assert first["catalog_id"] == rows[0]["catalog_id"] and first["source_id"] == rows[0]["source_id"]
+    assert np.array_equal(np.array(first["pixels"], np.float32).reshape(10, 10), pixels_from_bytes(rows[0]["pixels"], 10, 10))
+
+
+def test_a_redelivery_is_already_done_and_a_reprocessing_replaces_the_rows(solved_run) -> None:
+    context, push, handled = solved_run
+    url = PlateSolveSettings().database(context.settings.data_dir)
+    before = image_stamps(url, None, handled.image_id)
+    assert run_step(SERVICE, STEP, context, push).outcome is Outcome.ALREADY_DONE
+    context.metadata.replace_field("images", handled.image_id, ("steps", "plate-solver"), {})  # forget the run
+    again = run_step(SERVICE, STEP, context, push)
+    assert again.outcome is Outcome.DONE
+    after = image_stamps(url, None, handled.image_id)
+    assert len(after) == len(before) and [r["catalog_id"] for r in after] == [r["catalog_id"] for r in before]
+    outputs = context.metadata.get("images", handled.image_id)["steps"]["plate-solver"]["outputs"]
+    assert {outputs[k].get("existing") for k in ("processed", "quick_look", "sources")} == {"identical"}, outputs
+
+
+@pytest.mark.parametrize(
+    ("case", "make"),
+    [
+        ("tiny downsampled", lambda tiny, header: (downsampled(tiny), header)),
+        ("blank frame", lambda tiny, header: (blank(tiny), header)),
+        ("tiny without hints", lambda tiny, header: (downsampled(tiny), without_hints(header))),
+    ],
+)
+def test_frames_that_cannot_solve_end_unsolved_and_acknowledged(local: Context, test_data: Path, case, make) -> None:
+    with fits.open(test_data / "panoptes" / "tiny.fits") as hdus:
+        raw, header = make(hdus[0].data.copy(), hdus[0].header.copy())
+    handled = run_step(SERVICE, STEP, local, put_inputs(local, raw, header))
+    assert handled.outcome is Outcome.DONE and handled.outcome.acknowledged, handled.reason
+    image = local.metadata.get("images", handled.image_id)
+    assert image["status"] == "unsolved" and image["solved"] is False and image["unsolved_reason"]
+    solve = image["steps"]["plate-solver"]["solve"]
+    assert solve["solved"] is False and solve["cpu_seconds"] <= TIER_LIMIT_S
+    assert not list(local.storage.list("panoptes-processed-images"))
+
+
+def test_a_message_without_its_background_is_rejected(local: Context) -> None:
+    message = StepMessage(ObjectRef("panoptes-raw-images", CROP_PATH, 1), "PAN001_XXXXXX_20160909T081314", "PAN001_XXXXXX_20160909T081152")
+    data, attributes = message.encode()
+    handled = run_step(SERVICE, STEP, local, PushMessage("no-bg", data, attributes))
+    assert handled.outcome is Outcome.REJECTED and "background" in handled.reason
+    assert local.metadata.get("images", handled.image_id)["status"] == "rejected"
