@@ -19,6 +19,7 @@ from .errors import MalformedRequest
 from .logs import configure_logging, log
 from .messages import parse_push_envelope
 from .outcomes import Outcome
+from .push_auth import PushAuthFailure, push_verifier
 from .settings import Settings
 from .step_runner import Handled, Step, run_step
 from .topology import load_topology
@@ -39,20 +40,23 @@ def create_app(service_name: str, context_factory: Callable[[], Context] | None 
     service = load_topology().service(service_name)
     step: Step = service.step_module().STEP
     context = (context_factory or (lambda: cloud_context(Settings.from_env())))()
+    verifier = push_verifier(Settings.from_env(), service_name)
     app = Flask(service_name)
 
     @app.post("/")
     def push() -> Response:
         started = time.monotonic()
         try:
+            if verifier is not None:
+                verifier.verify(request.headers.get("Authorization"))
             body = request.stream.read(MAX_ENVELOPE_BYTES + 1)
             if len(body) > MAX_ENVELOPE_BYTES:
                 raise MalformedRequest(f"request body exceeds {MAX_ENVELOPE_BYTES} bytes: not a push envelope of ours")
             message = parse_push_envelope(body)
-        except MalformedRequest as exc:
+        except (MalformedRequest, PushAuthFailure) as exc:
             handled = Handled(
                 step=service.name,
-                outcome=Outcome.MALFORMED,
+                outcome=exc.outcome if isinstance(exc, PushAuthFailure) else Outcome.MALFORMED,
                 reason=exc.message,
                 error_class=exc.error_class,
                 duration_ms=(time.monotonic() - started) * 1000,

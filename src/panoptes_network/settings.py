@@ -23,6 +23,10 @@ class Settings:
     project: str = DEFAULT_PROJECT
     buckets: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(load_topology().buckets))
     data_dir: Path = DEFAULT_DATA_DIR
+    # Push auth (push_auth.py): on when the audience is set, i.e. on Cloud Run (bin/deploy sets both).
+    push_auth_audience: str | None = None  # this service's URL, the OIDC token's audience
+    push_auth_email: str | None = None  # the push subscriptions' service account
+    push_auth_certs_url: str | None = None  # None: Google's; tests point it at their own key
     # plate-solver: stamps (and the SQL reference catalog) in this database; None: SQLite in data_dir.
     database_url: str | None = None
     reference_catalog: str = "tycho2"  # "tycho2" (installed index files) or "sql" (reference_stars)
@@ -33,7 +37,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
-        """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``,
+        """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
         ``DATABASE_URL`` and ``PANOPTES_REFERENCE_CATALOG``."""
         topology = topology or load_topology()
         buckets = {
@@ -43,6 +47,9 @@ class Settings:
             project=env.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
             buckets=buckets,
             data_dir=Path(env.get("PANOPTES_DATA_DIR", DEFAULT_DATA_DIR)),
+            push_auth_audience=env.get("PUSH_AUTH_AUDIENCE") or None,
+            push_auth_email=env.get("PUSH_AUTH_EMAIL") or None,
+            push_auth_certs_url=env.get("PUSH_AUTH_CERTS_URL") or None,
             database_url=env.get("DATABASE_URL") or None,
             reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
         )

@@ -1,0 +1,316 @@
+"""``bin/deploy``: the exact gcloud commands for the infrastructure and for each service.
+
+No Google Cloud project is reachable here, so gcloud is replaced by a fake on PATH: a small
+script, written by the tests, that answers read commands (describe, list, get-iam-policy) from
+a state file, answers NOT_FOUND for anything not in it, and logs every call. It is a mock of
+something that cannot run here; what it checks is our side: which reads we make, what we plan
+from their answers, and that a dry run never runs a change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from panoptes_network.deploy.__main__ import main
+from panoptes_network.deploy.service_config import service_deployments
+from panoptes_network.topology import load_topology
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT, NUMBER, REGION, TAG = "proj", "123456789", "europe-west1", "abc123"
+INVOKER = f"panoptes-invoker@{PROJECT}.iam.gserviceaccount.com"
+RUNNER = f"panoptes-runner@{PROJECT}.iam.gserviceaccount.com"
+PUBSUB_AGENT = f"service-{NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+READS = ("describe", "list", "get-iam-policy")
+
+FAKE_GCLOUD = """\
+#!{python} -S
+import json, os, sys
+args = sys.argv[1:]
+line = " ".join(args)
+with open(os.environ["FAKE_GCLOUD_LOG"], "a") as log:
+    log.write(json.dumps(args) + "\\n")
+state = json.load(open(os.environ["FAKE_GCLOUD_STATE"]))
+if line in state.get("fail", {{}}):
+    sys.stderr.write(state["fail"][line]); sys.exit(1)
+if any(verb in args for verb in {reads!r}):
+    if line in state["exists"]:
+        sys.stdout.write(state["exists"][line]); sys.exit(0)
+    sys.stderr.write("ERROR: (gcloud) NOT_FOUND: Resource not found\\n"); sys.exit(1)
+"""
+
+
+class FakeGcloud:
+    """A gcloud on PATH answering from ``state`` (read command, arguments joined by spaces -> output)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.bin = tmp_path / "bin"
+        self.bin.mkdir()
+        script = self.bin / "gcloud"
+        script.write_text(FAKE_GCLOUD.format(python=sys.executable, reads=READS))
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        self.state_path, self.log_path = tmp_path / "state.json", tmp_path / "calls.log"
+        self.state: dict[str, dict[str, str]] = {"exists": {f"projects describe {PROJECT} --format=value(projectNumber)": NUMBER + "\n"}}
+
+    def save(self) -> None:
+        self.state_path.write_text(json.dumps(self.state))
+        self.log_path.write_text("")
+
+    def calls(self) -> list[list[str]]:
+        return [json.loads(line) for line in self.log_path.read_text().splitlines()]
+
+    def reads(self) -> list[str]:
+        return [" ".join(c) for c in self.calls() if any(verb in c for verb in READS)]
+
+    def changes(self) -> list[list[str]]:
+        return [c for c in self.calls() if not any(verb in c for verb in READS)]
+
+    def record_everything_exists(self, reads: list[str], changes: list[list[str]]) -> None:
+        """The state a project is in once ``changes`` are made, as gcloud answers ``reads``:
+        resources exist, policies list each granted ``role<TAB>member`` line."""
+        policies: dict[tuple[str, ...], list[str]] = {}
+        for change in changes:
+            if "add-iam-policy-binding" in change:
+                verb = change.index("add-iam-policy-binding")
+                flags = dict(arg.split("=", 1) for arg in change if arg.startswith(("--member=", "--role=")))
+                policies.setdefault(tuple(change[: verb + 2]), []).append(f"{flags['--role']}\t{flags['--member']}")
+        for read in reads:
+            args = read.split(" ")
+            if read in self.state["exists"]:  # the project number
+                continue
+            if "get-iam-policy" in args:
+                verb = args.index("get-iam-policy")
+                key = (*args[:verb], "add-iam-policy-binding", args[verb + 1])
+                self.state["exists"][read] = "".join(f"{line}\n" for line in policies.get(key, []))
+            elif "notifications" in args:
+                topic = f"//pubsub.googleapis.com/projects/{PROJECT}/topics/image-received"
+                self.state["exists"][read] = json.dumps([{"id": "1", "topic": topic, "payload_format": "JSON_API_V1"}])
+            else:
+                self.state["exists"][read] = "exists\n"
+
+
+@pytest.fixture
+def gcloud(tmp_path: Path, monkeypatch) -> FakeGcloud:
+    fake = FakeGcloud(tmp_path)
+    fake.save()
+    monkeypatch.setenv("PATH", f"{fake.bin}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_GCLOUD_STATE", str(fake.state_path))
+    monkeypatch.setenv("FAKE_GCLOUD_LOG", str(fake.log_path))
+    monkeypatch.chdir(ROOT)
+    return fake
+
+
+def deploy(capsys, *argv: str) -> tuple[int, list[str], str]:
+    """Run bin/deploy in-process: exit status, the planned gcloud command lines, all output
+    (stdout, then stderr)."""
+    status = main([*argv, f"--project={PROJECT}", f"--region={REGION}"])
+    captured = capsys.readouterr()
+    planned = [line for line in captured.out.splitlines() if line.startswith("gcloud ")]
+    return status, planned, captured.out + captured.err
+
+
+def test_infra_on_an_empty_project_plans_every_resource(gcloud, capsys) -> None:
+    status, planned, out = deploy(capsys, "infra", "--dry-run")
+    assert status == 0 and gcloud.changes() == [], "a dry run runs no change"
+    topology = load_topology()
+    p = f"--project={PROJECT}"
+    for topic in topology.topics:
+        assert f"gcloud pubsub topics create {topic} {p}" in planned
+    for bucket in topology.buckets.values():
+        assert (
+            f"gcloud storage buckets create gs://{bucket} {p} --location={REGION} "
+            "--uniform-bucket-level-access --public-access-prevention"
+        ) in planned
+        assert (
+            f"gcloud storage buckets add-iam-policy-binding gs://{bucket} "
+            f"--member=serviceAccount:{RUNNER} --role=roles/storage.objectAdmin"
+        ) in planned
+    assert (
+        f"gcloud storage buckets notifications create gs://panoptes-raw-images {p} --topic=image-received "
+        "--event-types=OBJECT_FINALIZE --payload-format=json"
+    ) in planned
+    for deployment in service_deployments():
+        service = deployment.service
+        url = f"https://{service.name}-{NUMBER}.{REGION}.run.app"
+        dlq = f"{service.subscription}-dead-letter"
+        assert (
+            f"gcloud pubsub subscriptions create {service.subscription} {p} --topic={service.topic} "
+            f"--push-endpoint={url}/ --push-auth-service-account={INVOKER} --push-auth-token-audience={url} "
+            f"--ack-deadline={service.ack_deadline_seconds} --min-retry-delay=10s --max-retry-delay=600s "
+            f"--dead-letter-topic={dlq} --max-delivery-attempts=5 --expiration-period=never"
+        ) in planned
+        assert f"gcloud pubsub topics create {dlq} {p}" in planned
+        assert (
+            f"gcloud pubsub subscriptions create {dlq} {p} --topic={dlq} "
+            "--message-retention-duration=7d --expiration-period=never"
+        ) in planned
+        assert (
+            f"gcloud pubsub topics add-iam-policy-binding {dlq} {p} "
+            f"--member=serviceAccount:{PUBSUB_AGENT} --role=roles/pubsub.publisher"
+        ) in planned
+        assert (
+            f"gcloud pubsub subscriptions add-iam-policy-binding {service.subscription} {p} "
+            f"--member=serviceAccount:{PUBSUB_AGENT} --role=roles/pubsub.subscriber"
+        ) in planned
+    assert (
+        f"gcloud iam service-accounts add-iam-policy-binding {INVOKER} {p} "
+        f"--member=serviceAccount:{PUBSUB_AGENT} --role=roles/iam.serviceAccountTokenCreator"
+    ) in planned
+    assert (
+        f"gcloud projects add-iam-policy-binding {PROJECT} --member=serviceAccount:{RUNNER} "
+        "--role=roles/datastore.user --condition=None"
+    ) in planned
+    assert f"gcloud firestore databases create {p} --location={REGION} --type=firestore-native" in planned
+    assert f"gcloud iam service-accounts create panoptes-invoker {p} --display-name='PANOPTES: signs the push subscriptions' OIDC tokens'" not in planned
+    assert any(line.startswith("gcloud iam service-accounts create panoptes-invoker ") for line in planned)
+    assert "gcloud services enable run.googleapis.com --project=proj" in planned
+    # dependencies first: a binding's resource, a subscription's topics exist before it
+    for i, line in enumerate(planned):
+        if " add-iam-policy-binding " in line:
+            group, name = line.split(" add-iam-policy-binding ")[0], line.split()[line.split().index("add-iam-policy-binding") + 1]
+            created = [j for j, other in enumerate(planned) if other.startswith(f"{group} create {name} ")]
+            assert all(j < i for j in created), f"{line} comes before the creation of {name}"
+    notification = [i for i, line in enumerate(planned) if "notifications create" in line][0]
+    agent = f"--member=serviceAccount:service-{NUMBER}@gs-project-accounts.iam.gserviceaccount.com"
+    assert [i for i, line in enumerate(planned) if agent in line][0] < notification
+    first_subscription = min(i for i, line in enumerate(planned) if " --push-endpoint=" in line)
+    assert max(i for i, line in enumerate(planned) if "pubsub topics create" in line) < first_subscription
+
+
+def test_the_literal_push_subscription_of_image_received(gcloud, capsys) -> None:
+    """One subscription written out in full, as a maintainer would type it."""
+    _, planned, _ = deploy(capsys, "infra", "--dry-run")
+    assert (
+        "gcloud pubsub subscriptions create image-received-image-received --project=proj --topic=image-received "
+        "--push-endpoint=https://image-received-123456789.europe-west1.run.app/ "
+        "--push-auth-service-account=panoptes-invoker@proj.iam.gserviceaccount.com "
+        "--push-auth-token-audience=https://image-received-123456789.europe-west1.run.app "
+        "--ack-deadline=30 --min-retry-delay=10s --max-retry-delay=600s "
+        "--dead-letter-topic=image-received-image-received-dead-letter --max-delivery-attempts=5 "
+        "--expiration-period=never"
+    ) in planned
+
+
+def test_a_second_infra_run_plans_no_changes(gcloud, capsys) -> None:
+    status, first, _ = deploy(capsys, "infra", "--dry-run")
+    assert status == 0 and first
+    first_reads = gcloud.reads()
+    gcloud.record_everything_exists(first_reads, [shlex.split(line)[1:] for line in first])
+    gcloud.save()
+    status, second, out = deploy(capsys, "infra", "--dry-run")
+    assert status == 0 and second == [] and "# infra: no changes" in out
+    assert gcloud.reads() == first_reads, "the second run checks the same resources"
+    assert gcloud.changes() == []
+
+
+def test_infra_creates_only_what_is_missing(gcloud, capsys) -> None:
+    _, planned, _ = deploy(capsys, "infra", "--dry-run")
+    gcloud.record_everything_exists(gcloud.reads(), [shlex.split(line)[1:] for line in planned])
+    missing = "pubsub subscriptions describe record-image-record-image --project=proj --format=value(name)"
+    del gcloud.state["exists"][missing]
+    gcloud.save()
+    _, planned, _ = deploy(capsys, "infra", "--dry-run")
+    assert len(planned) == 1 and planned[0].startswith("gcloud pubsub subscriptions create record-image-record-image ")
+
+
+def test_infra_applies_the_plan_in_order(gcloud, capsys) -> None:
+    status, planned, out = deploy(capsys, "infra")
+    assert status == 0 and "(applying)" in out
+    assert ["gcloud " + shlex.join(c) for c in gcloud.changes()] == planned
+
+
+def test_a_failing_read_stops_infra_before_any_change(gcloud, capsys) -> None:
+    read = "services list --project=proj --enabled --filter=config.name=run.googleapis.com --format=value(config.name)"
+    gcloud.state["fail"] = {read: "ERROR: (gcloud.services.list) PERMISSION_DENIED: caller lacks permission\n"}
+    gcloud.save()
+    status, planned, out = deploy(capsys, "infra")
+    assert status == 1 and planned == [] and gcloud.changes() == []
+    assert "PERMISSION_DENIED" in out
+
+
+def test_a_service_deploy_builds_deploys_and_grants_the_invoker(gcloud, capsys) -> None:
+    status, planned, _ = deploy(capsys, "image-received", f"--tag={TAG}", "--dry-run")
+    assert status == 0 and gcloud.changes() == []
+    image = f"{REGION}-docker.pkg.dev/{PROJECT}/panoptes/image-received:{TAG}"
+    assert planned == [
+        f"gcloud builds submit . --project={PROJECT} --config=cloudbuild-service.yaml "
+        f"--gcs-source-staging-dir=gs://{PROJECT}-panoptes-builds/source "
+        f"--substitutions=_SERVICE=image-received,_REGION={REGION},_TAG={TAG}",
+        f"gcloud run deploy image-received --project={PROJECT} --region={REGION} --image={image} "
+        f"--service-account={RUNNER} --no-allow-unauthenticated --memory=512Mi --cpu=1 --concurrency=8 "
+        "--timeout=30 --max-instances=20 --set-env-vars=GOOGLE_CLOUD_PROJECT=proj,"
+        "PANOPTES_BUCKET_RAW=panoptes-raw-images,PANOPTES_BUCKET_RGB=panoptes-rgb-images,"
+        "PANOPTES_BUCKET_BACKGROUNDS=panoptes-backgrounds,PANOPTES_BUCKET_PROCESSED=panoptes-processed-images,"
+        f"PUSH_AUTH_AUDIENCE=https://image-received-{NUMBER}.{REGION}.run.app,PUSH_AUTH_EMAIL={INVOKER}",
+        f"gcloud run services add-iam-policy-binding image-received --project={PROJECT} --region={REGION} "
+        f"--member=serviceAccount:{INVOKER} --role=roles/run.invoker",
+    ]
+
+
+@pytest.mark.parametrize("deployment", service_deployments(), ids=lambda d: d.name)
+def test_every_service_deploys_private_with_its_resources(gcloud, capsys, deployment) -> None:
+    status, planned, _ = deploy(capsys, deployment.name, f"--tag={TAG}", "--dry-run", "--bucket-suffix=-test")
+    assert status == 0
+    [run] = [shlex.split(line)[1:] for line in planned if line.startswith("gcloud run deploy ")]
+    assert run[:3] == ["run", "deploy", deployment.name]
+    for flag in (
+        "--no-allow-unauthenticated",
+        f"--service-account={RUNNER}",
+        f"--memory={deployment.memory}",
+        f"--cpu={deployment.cpu}",
+        f"--concurrency={deployment.concurrency}",
+        f"--timeout={deployment.timeout_seconds}",
+        f"--max-instances={deployment.max_instances}",
+    ):
+        assert flag in run
+    [env_flag] = [arg for arg in run if arg.startswith("--set-env-vars=")]
+    env = dict(item.split("=", 1) for item in env_flag.removeprefix("--set-env-vars=").split(","))
+    assert env["PUSH_AUTH_AUDIENCE"] == f"https://{deployment.name}-{NUMBER}.{REGION}.run.app"
+    assert env["PUSH_AUTH_EMAIL"] == INVOKER and env["GOOGLE_CLOUD_PROJECT"] == PROJECT
+    for key, bucket in load_topology().buckets.items():
+        assert env[f"PANOPTES_BUCKET_{key.upper()}"] == f"{bucket}-test"
+    sql = [f"--add-cloudsql-instances={PROJECT}:{REGION}:panoptes-sql", "--set-secrets=DATABASE_URL=panoptes-database-url:latest"]
+    assert all(flag in run for flag in sql) == deployment.cloud_sql
+    assert any(flag in run for flag in sql) == deployment.cloud_sql
+
+
+def test_all_is_one_cloud_build_of_every_service(gcloud, capsys) -> None:
+    status, planned, _ = deploy(capsys, "all", f"--tag={TAG}", "--dry-run")
+    assert status == 0 and planned == [
+        f"gcloud builds submit . --project={PROJECT} --config=cloudbuild.yaml "
+        f"--gcs-source-staging-dir=gs://{PROJECT}-panoptes-builds/source "
+        f"--substitutions=_REGION={REGION},_TAG={TAG},_BUCKET_SUFFIX="
+    ]
+
+
+def test_an_unknown_service_is_refused(gcloud, capsys) -> None:
+    status, planned, out = deploy(capsys, "no-such-service", f"--tag={TAG}", "--dry-run")
+    assert status == 1 and planned == [] and "no service 'no-such-service'" in out
+
+
+def test_bin_deploy_launches_the_module(gcloud) -> None:
+    """The launcher itself: prints a Dockerfile and the SQL DDL without any cloud."""
+    dockerfile = subprocess.run([ROOT / "bin/deploy", "dockerfile", "record-image"], capture_output=True, text=True, check=True)
+    assert dockerfile.stdout == (ROOT / "record-image/Dockerfile").read_text()
+    ddl = subprocess.run([ROOT / "bin/deploy", "sql-schema"], capture_output=True, text=True, check=True).stdout
+    assert "CREATE TABLE IF NOT EXISTS stamps (" in ddl and "CREATE TABLE IF NOT EXISTS reference_stars (" in ddl
+    assert "PRIMARY KEY (image_id, source_id)" in ddl
+    check = subprocess.run([ROOT / "bin/deploy", "files", "--check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_assume_empty_prints_the_plan_without_any_gcloud_call(gcloud, capsys) -> None:
+    """For a maintainer without credentials yet: the same plan as for an empty project."""
+    _, against_empty_project, _ = deploy(capsys, "infra", "--dry-run")
+    gcloud.save()
+    status, offline, _ = deploy(capsys, "infra", "--dry-run", "--assume-empty", f"--project-number={NUMBER}")
+    assert status == 0 and offline == against_empty_project and gcloud.calls() == []
+    with pytest.raises(SystemExit, match="needs --dry-run"):
+        main(["infra", f"--project={PROJECT}", "--assume-empty", f"--project-number={NUMBER}"])
