@@ -27,9 +27,9 @@ def clients(local_stack: LocalStack):
         yield storage.Client(), pubsub_v1.SubscriberClient(), firestore.Client(project=local_stack.project)
 
 
-def pull_one(subscriber, subscription: str):
+def pull_one(subscriber, subscription: str, seconds: float = DEADLINE_SECONDS):
     """The first message on a pull subscription, or fail after a deadline."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         response = subscriber.pull(request={"subscription": subscription, "max_messages": 10}, timeout=5)
         if response.received_messages:
@@ -38,7 +38,7 @@ def pull_one(subscriber, subscription: str):
             )
             return [m.message for m in response.received_messages]
         time.sleep(0.2)
-    pytest.fail(f"no message on {subscription} within {DEADLINE_SECONDS} s")
+    pytest.fail(f"no message on {subscription} within {seconds} s")
 
 
 def wait_for_document(db, collection: str, doc_id: str, ready=lambda doc: True) -> dict:
@@ -141,3 +141,22 @@ def test_the_stack_command_starts_everything_and_sigterm_stops_every_child(tmp_p
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_message_that_always_fails_ends_in_the_dead_letter_topic(local_stack: LocalStack, clients) -> None:
+    """A step message the service can never accept (400) is pushed 5 times, then dead-lettered."""
+    from google.cloud import pubsub_v1
+
+    from panoptes_network.topology import MAX_DELIVERY_ATTEMPTS, dead_letter_topic, load_topology
+
+    _, subscriber, _ = clients
+    with patched_env(local_stack.client_env):
+        publisher = pubsub_v1.PublisherClient()
+    service = load_topology().service("compress-fits")
+    poison = json.dumps({"bucket": "b", "name": "n"}).encode()  # lacks generation and ids: 400
+    publisher.publish(publisher.topic_path(local_stack.project, service.topic), poison, schema_version="1").result()
+    kept = subscriber.subscription_path(local_stack.project, dead_letter_topic(service.subscription))
+    [message] = pull_one(subscriber, kept, seconds=120)  # 5 pushes, backing off 1-10 s
+    assert message.data == poison
+    assert message.attributes["CloudPubSubDeadLetterSourceSubscription"] == service.subscription
+    assert int(message.attributes["CloudPubSubDeadLetterSourceDeliveryCount"]) == MAX_DELIVERY_ATTEMPTS

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import emulators
 from .settings import Settings
-from .topology import Topology, load_topology
+from .topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic, load_topology
 
 GUNICORN_THREADS = 4
 RETRY_MIN_BACKOFF_SECONDS = 1
@@ -85,12 +85,23 @@ _env_lock = threading.Lock()
 
 
 def create_topics(pubsub_host: str, project: str, topology: Topology) -> None:
+    """The topology's topics, and each service's dead-letter topic with the pull subscription
+    that keeps its messages (as bin/deploy infra makes them)."""
     from google.cloud import pubsub_v1
 
     with _env_lock, patched_env({"PUBSUB_EMULATOR_HOST": pubsub_host}):
         publisher = pubsub_v1.PublisherClient()
+        subscriber = pubsub_v1.SubscriberClient()
     for topic in topology.topics:
         publisher.create_topic(name=publisher.topic_path(project, topic))
+    with subscriber:
+        for service in topology.services:
+            dead_letters = dead_letter_topic(service.subscription)
+            publisher.create_topic(name=publisher.topic_path(project, dead_letters))
+            subscriber.create_subscription(
+                name=subscriber.subscription_path(project, dead_letters),
+                topic=subscriber.topic_path(project, dead_letters),
+            )
 
 
 def create_buckets(gcs_url: str, project: str, settings: Settings) -> None:
@@ -103,7 +114,8 @@ def create_buckets(gcs_url: str, project: str, settings: Settings) -> None:
 
 
 def create_push_subscriptions(pubsub_host: str, project: str, topology: Topology, endpoints: Mapping[str, str]) -> None:
-    """One push subscription per service, with the ack deadline and retry policy of the topology."""
+    """One push subscription per service, with the ack deadline of the topology, a retry policy,
+    and a dead-letter topic after MAX_DELIVERY_ATTEMPTS failed pushes."""
     from google.cloud import pubsub_v1
     from google.protobuf import duration_pb2
 
@@ -120,6 +132,10 @@ def create_push_subscriptions(pubsub_host: str, project: str, topology: Topology
                     "retry_policy": {
                         "minimum_backoff": duration_pb2.Duration(seconds=RETRY_MIN_BACKOFF_SECONDS),
                         "maximum_backoff": duration_pb2.Duration(seconds=RETRY_MAX_BACKOFF_SECONDS),
+                    },
+                    "dead_letter_policy": {
+                        "dead_letter_topic": subscriber.topic_path(project, dead_letter_topic(service.subscription)),
+                        "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
                     },
                 }
             )

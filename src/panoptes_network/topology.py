@@ -14,6 +14,14 @@ from importlib import resources
 from types import ModuleType
 
 MESSAGE_KINDS = ("storage-notification", "step")
+# A push that fails this many times goes to the subscription's dead-letter topic, where a pull
+# subscription of the same name keeps it for inspection and replay (cloud and local stack alike).
+MAX_DELIVERY_ATTEMPTS = 5
+
+
+def dead_letter_topic(subscription: str) -> str:
+    """The dead-letter topic of a push subscription (and the pull subscription that keeps it)."""
+    return f"{subscription}-dead-letter"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,6 @@ REPOSITORY = "panoptes"  # Artifact Registry (docker) repository of the service 
 SQL_INSTANCE = "panoptes-sql"
 SQL_DATABASE = "panoptes"
 DATABASE_URL_SECRET = "panoptes-database-url"  # Secret Manager: the plate-solver's DATABASE_URL
-MAX_DELIVERY_ATTEMPTS = 5
 MIN_RETRY_DELAY = "10s"
 MAX_RETRY_DELAY = "600s"
 
@@ -74,9 +73,6 @@ class CloudNames:
         return f"{self.project}:{self.region}:{SQL_INSTANCE}"
 
 
-def dead_letter_topic(subscription: str) -> str:
-    """The dead-letter topic of a push subscription (and the pull subscription that keeps it)."""
-    return f"{subscription}-dead-letter"
 
 
 def suffixed_buckets(buckets: Mapping[str, str], suffix: str) -> dict[str, str]:

@@ -17,17 +17,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-from ..topology import Topology
+from ..topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic
 from .cloud_names import (
     DATABASE_URL_SECRET,
-    MAX_DELIVERY_ATTEMPTS,
     MAX_RETRY_DELAY,
     MIN_RETRY_DELAY,
     SQL_DATABASE,
     SQL_INSTANCE,
     CloudNames,
     REPOSITORY,
-    dead_letter_topic,
 )
 from .gcloud_runner import Change, Gcloud
 from .service_config import ServiceDeployment
