@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 
@@ -160,3 +161,47 @@ def test_a_message_that_always_fails_ends_in_the_dead_letter_topic(local_stack: 
     assert message.data == poison
     assert message.attributes["CloudPubSubDeadLetterSourceSubscription"] == service.subscription
     assert int(message.attributes["CloudPubSubDeadLetterSourceDeliveryCount"]) == MAX_DELIVERY_ATTEMPTS
+
+
+def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stack: LocalStack, clients) -> None:
+    import subprocess
+    import sys
+
+    from google.cloud import pubsub_v1
+
+    from panoptes_network.topology import dead_letter_topic, load_topology
+
+    _, subscriber, _ = clients
+    with patched_env(local_stack.client_env):
+        publisher = pubsub_v1.PublisherClient()
+    service = load_topology().service("record-image")
+    poison = json.dumps({"bucket": "b", "name": "PAN001/x", "note": "dlq-test"}).encode()
+    publisher.publish(publisher.topic_path(local_stack.project, service.topic), poison, schema_version="1").result()
+    kept = subscriber.subscription_path(local_stack.project, dead_letter_topic(service.subscription))
+    deadline = time.monotonic() + 120
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, **local_stack.client_env}
+        return subprocess.run([sys.executable, "-m", "panoptes_network.cli", "dlq", *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+
+    while time.monotonic() < deadline:  # five pushes, backing off, then the dead-letter topic
+        listed = [json.loads(line) for line in cli("list", "--step", "record-image", "--json").stdout.splitlines()]
+        ours = [row for row in listed if row["data"].get("note") == "dlq-test"]
+        if ours:
+            break
+        time.sleep(2)
+    else:
+        pytest.fail("the poison message never reached the dead-letter topic")
+    [row] = ours
+    assert row["deliveries"] == 5 and "refused at the boundary" in row["error"]
+    again = cli("list", "--step", "record-image", "--json").stdout  # listing did not consume it
+    assert row["message_id"] in again
+    watcher = subscriber.subscription_path(local_stack.project, f"watch-{uuid.uuid4().hex[:8]}")
+    subscriber.create_subscription(request={"name": watcher, "topic": publisher.topic_path(local_stack.project, service.topic)})
+    replay = cli("replay", "--step", "record-image", row["message_id"])
+    assert replay.returncode == 0, replay.stderr
+    [replayed] = pull_one(subscriber, watcher)
+    assert replayed.data == poison and replayed.attributes["schema_version"] == "1"
+    assert "CloudPubSubDeadLetterSourceSubscription" not in replayed.attributes
+    assert row["message_id"] not in cli("list", "--step", "record-image", "--json").stdout

@@ -171,6 +171,55 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from .adapters.firestore_metadata import FirestoreMetadata
+    from .dead_letters import DeadLetterQueue, last_error
+    from .topology import load_topology
+
+    settings = Settings.from_env()
+    queue = DeadLetterQueue(settings.project, load_topology())
+    metadata = FirestoreMetadata(settings.project)
+    if args.dlq_command == "replay":
+        if not args.message_ids and not args.all:
+            print("panoptes-network: name the MESSAGE_IDs to replay, or --all", file=sys.stderr)
+            return 2
+        replayed = queue.replay(args.step, set(args.message_ids) or None)
+        for letter in replayed:
+            print(f"replayed {letter.message_id} to {letter.service}")
+        missing = set(args.message_ids) - {letter.message_id for letter in replayed}
+        if missing:
+            print(f"panoptes-network: no dead letter {', '.join(sorted(missing))}", file=sys.stderr)
+        return 1 if missing else 0
+    letters = queue.list(args.step)
+    if args.dlq_command == "show":
+        letters = [letter for letter in letters if letter.message_id == args.message_id]
+        if not letters:
+            print(f"panoptes-network: no dead letter {args.message_id}", file=sys.stderr)
+            return 1
+    rows = [
+        {
+            "message_id": letter.message_id,
+            "step": letter.service,
+            "deliveries": letter.delivery_count,
+            "published": letter.publish_time,
+            "error": last_error(metadata, letter),
+            "data": letter.payload(),
+            "attributes": letter.original_attributes,
+        }
+        for letter in letters
+    ]
+    if getattr(args, "json", False) or args.dlq_command == "show":
+        for row in rows:
+            print(json.dumps(row, default=str, indent=2 if args.dlq_command == "show" else None))
+    else:
+        _print_table(
+            [(r["message_id"], r["step"], str(r["deliveries"]), r["error"]) for r in rows],
+            ("MESSAGE", "STEP", "DELIVERIES", "ERROR"),
+            sys.stdout,
+        )
+    return 0
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from .stack import run_stack_forever
 
@@ -243,6 +292,24 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--project", default="panoptes-local", help="project id (default: %(default)s)")
     stack.add_argument("--log-dir", type=Path, default=Path("stack-logs"), help="server logs (default: %(default)s)")
     stack.set_defaults(func=cmd_stack)
+
+    dlq = commands.add_parser(
+        "dlq",
+        help="list, show and replay dead letters (messages a service failed 5 times)",
+        description="Dead letters of the cloud (or, with PUBSUB_EMULATOR_HOST and FIRESTORE_EMULATOR_HOST, "
+        "the local stack) in GOOGLE_CLOUD_PROJECT, with the error the image's record holds. Listing leaves "
+        "them in place; replay publishes them back to their step's topic, then removes them.",
+    )
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    dlq_list = dlq_commands.add_parser("list", parents=[as_json], help="every dead letter, left in place")
+    dlq_show = dlq_commands.add_parser("show", help="one dead letter in full")
+    dlq_show.add_argument("message_id")
+    dlq_replay = dlq_commands.add_parser("replay", help="publish dead letters back to their step's topic")
+    dlq_replay.add_argument("message_ids", nargs="*", metavar="MESSAGE_ID")
+    dlq_replay.add_argument("--all", action="store_true", help="replay every dead letter (of --step)")
+    for sub in (dlq_list, dlq_show, dlq_replay):
+        sub.add_argument("--step", help="only this service's dead letters (e.g. plate-solver)")
+        sub.set_defaults(func=cmd_dlq)
 
     catalog = commands.add_parser("catalog", parents=[data_dir], help="manage the SQL reference catalog")
     catalog_commands = catalog.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
