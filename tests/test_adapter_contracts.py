@@ -326,6 +326,36 @@ def test_concurrent_counting_of_one_marker_counts_once(metadata: MetadataStore) 
     assert metadata.get("units", "PAN001") == {"num_images": 1}
 
 
+def test_a_lease_is_held_until_it_expires_or_is_released(metadata: MetadataStore) -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    later = now + dt.timedelta(seconds=60)
+    assert metadata.claim_lease("leases", "step:img", "a", now, later) is True
+    assert metadata.claim_lease("leases", "step:img", "b", now, later) is False
+    assert metadata.claim_lease("leases", "step:img", "a", now, later) is True  # the holder may renew
+    assert metadata.claim_lease("leases", "step:img", "b", later + dt.timedelta(seconds=1), later + dt.timedelta(seconds=90)) is True
+    metadata.release_lease("leases", "step:img", "a")  # no longer a's: nothing happens
+    assert metadata.claim_lease("leases", "step:img", "c", later, later) is False
+    metadata.release_lease("leases", "step:img", "b")
+    assert metadata.claim_lease("leases", "step:img", "c", now, later) is True
+
+
+def test_concurrent_claims_of_one_lease_succeed_once(metadata: MetadataStore) -> None:
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    start = threading.Barrier(5)
+    results: list[bool] = []
+
+    def claim(worker: int) -> None:
+        start.wait()
+        results.append(metadata.claim_lease("leases", "x", f"w{worker}", now, now + dt.timedelta(seconds=30)))
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == [False] * 4 + [True]
+
+
 # ---------------------------------------------------------------- unavailable backends
 
 

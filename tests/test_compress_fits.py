@@ -197,7 +197,10 @@ def test_redelivery_and_concurrent_delivery_give_one_result(stored) -> None:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert len(results) == 4 and set(results) <= {Outcome.DONE, Outcome.ALREADY_DONE}
+    # One attempt holds the lease and compresses; the others are told to come back (503) or,
+    # arriving after it finished, find it done.
+    assert len(results) == 4 and set(results) <= {Outcome.DONE, Outcome.ALREADY_DONE, Outcome.TRANSIENT}
+    assert results.count(Outcome.DONE) >= 1
     assert [i.ref.name for i in context.storage.list(RAW)] == [NAME + ".fz"]
     assert deliver(context, "compress-fits", message_for(ref), "m-late").outcome is Outcome.ALREADY_DONE
 

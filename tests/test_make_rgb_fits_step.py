@@ -83,7 +83,8 @@ def test_two_deliveries_at_once_make_one_set_of_outputs(tmp_path: Path, raw_byte
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(r.outcome.value for r in results) in (["already_done", "done"], ["done", "done"])
+    # The second is told to come back (lease held), finds it done, or (sequentially) redoes it identically.
+    assert sorted(r.outcome.value for r in results) in (["already_done", "done"], ["done", "done"], ["done", "transient"])
     objects = stored(context)
     assert len(objects) == 1 + len(OUTPUTS)
     step = context.metadata.get("images", IMAGE_ID)["steps"]["make-rgb-fits"]

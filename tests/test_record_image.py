@@ -179,7 +179,7 @@ def test_counters_are_exact_under_redelivery_and_concurrency_sqlite(tmp_path: Pa
     messages = [message_for(ref) for ref in frames(context, 3)]
     drain(queue)
     outcomes = deliver_many(context, messages, copies=4)
-    assert set(outcomes) <= {Outcome.DONE, Outcome.ALREADY_DONE}
+    assert set(outcomes) <= {Outcome.DONE, Outcome.ALREADY_DONE, Outcome.TRANSIENT}  # losers of the lease retry
     check_counts(context, 3)
     deliver_many(context, messages, copies=1)  # a late redelivery of all of them
     check_counts(context, 3)
@@ -193,7 +193,7 @@ def test_counters_are_exact_under_redelivery_and_concurrency_firestore(tmp_path:
     messages = [message_for(ref) for ref in frames(context, 3)]
     drain(queue)
     outcomes = deliver_many(context, messages, copies=5)
-    assert set(outcomes) <= {Outcome.DONE, Outcome.ALREADY_DONE}, outcomes
+    assert set(outcomes) <= {Outcome.DONE, Outcome.ALREADY_DONE, Outcome.TRANSIENT}, outcomes
     check_counts(context, 3)
     deliver_many(context, messages, copies=2)
     check_counts(context, 3)

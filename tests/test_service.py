@@ -241,3 +241,20 @@ def test_service_folders_serve_their_step(tmp_path: Path) -> None:
         assert result.returncode == 0, result.stderr
         printed = result.stdout.splitlines()[-1]  # after the boot log lines (push auth is off)
         assert printed.split() == [service.name, service.topic]
+
+
+def test_a_redelivery_while_another_attempt_holds_the_lease_is_retried_later(local, json_logs) -> None:
+    import datetime as dt
+
+    context, queue = local
+    body = upload(local, f"{NAME}.fits")
+    now = dt.datetime.now(dt.timezone.utc)
+    lease = "image-received:PAN001_14d3bd_20181011T134333"
+    assert context.metadata.claim_lease("leases", lease, "the first attempt", now, now + dt.timedelta(minutes=5))
+    client = client_for(context)
+    response = client.post("/", data=body)
+    assert response.status_code == 503 and len(queue) == 0
+    assert "lease" in request_lines(json_logs)[-1]["reason"]
+    context.metadata.release_lease("leases", lease, "the first attempt")
+    assert client.post("/", data=body).status_code == 204 and len(queue) == 1
+    assert context.metadata.get("leases", lease) is None  # released after the work

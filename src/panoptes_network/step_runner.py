@@ -12,7 +12,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Union
 
@@ -36,6 +39,8 @@ from .topology import Service
 logger = logging.getLogger(__name__)
 
 StepInput = Union[ObjectEvent, StepMessage]
+
+LEASES = "leases"
 
 PARSERS: dict[str, Callable[[PushMessage], StepInput]] = {
     "storage-notification": parse_storage_notification,
@@ -175,8 +180,16 @@ def _record_failure(
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class Lease:
+    key: str  # {step}:{image_id}
+    holder: str  # this attempt: host, process and a random part
+
+
 def _execute(service: Service, step: Step, context: Context, message: PushMessage) -> tuple[Outcome, dict[str, Any]]:
-    """Parse, handle and record; failures to record propagate to ``run_step``."""
+    """Parse, take the image's lease for this step, handle and record; failures to record
+    propagate to ``run_step``. A live lease held by another attempt (a redelivery while the
+    first is still running) is a transient outcome: Pub/Sub asks again later."""
     try:
         step_input = PARSERS[service.message](message)
     except MalformedRequest as exc:
@@ -186,6 +199,26 @@ def _execute(service: Service, step: Step, context: Context, message: PushMessag
     image_id = image_id_of(step_input)
     add_context(image_id=image_id)
     subject = {"image_id": image_id, "input": step_input.ref.identity}
+    if image_id is None:  # nothing to lease: such inputs are rejected or ignored at once
+        return _handle(service, step, context, message, step_input, subject)
+    lease = Lease(f"{service.name}:{image_id}", f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}")
+    expires = now() + dt.timedelta(seconds=service.ack_deadline_seconds)
+    if not context.metadata.claim_lease(LEASES, lease.key, lease.holder, now(), expires):
+        return Outcome.TRANSIENT, {**subject, "reason": f"another worker holds the lease on {lease.key}"}
+    try:
+        return _handle(service, step, context, message, step_input, subject)
+    finally:
+        try:
+            context.metadata.release_lease(LEASES, lease.key, lease.holder)
+        except TransientError as exc:  # it expires by itself; the outcome stands
+            log(logger, "WARNING", f"could not release the lease on {lease.key}: {exc.message}")
+
+
+def _handle(
+    service: Service, step: Step, context: Context, message: PushMessage, step_input: StepInput, subject: dict[str, Any]
+) -> tuple[Outcome, dict[str, Any]]:
+    """Call the step under its lease and record the outcome."""
+    image_id = subject["image_id"]
     try:
         result = step.handle(context, step_input)
         if image_id is not None and result.outcome is Outcome.DONE:

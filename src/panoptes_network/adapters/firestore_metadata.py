@@ -10,6 +10,7 @@ documents. Calls have a bounded retry budget so that an unavailable Firestore sh
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -108,6 +109,42 @@ class FirestoreMetadata:
         with _errors(f"replace {collection}/{doc_id}.{'.'.join(path)}"):
             document = self.client.collection(collection).document(doc_id)
             document.set(nested, merge=[FieldPath(*path)], retry=RETRY, timeout=TIMEOUT)
+
+    def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:
+        """Create the lease, or take over an expired one with an update conditioned on the
+        version read (another worker's takeover in between fails the precondition)."""
+        document = self.client.collection(collection).document(doc_id)
+        lease = {"holder": holder, "expires": expires}
+        with _errors(f"claim {collection}/{doc_id}"):
+            try:
+                document.create(lease, retry=RETRY, timeout=TIMEOUT)
+                return True
+            except api.Conflict:
+                pass
+            snapshot = document.get(retry=RETRY, timeout=TIMEOUT)
+            current = snapshot.to_dict() if snapshot.exists else None
+            if current is not None and current["holder"] != holder and current["expires"] > now:
+                return False
+            option = self.client.write_option(last_update_time=snapshot.update_time) if snapshot.exists else None
+            try:
+                if option is None:
+                    document.create(lease, retry=RETRY, timeout=TIMEOUT)
+                else:
+                    document.update(lease, option=option, retry=RETRY, timeout=TIMEOUT)
+            except (api.Conflict, api.FailedPrecondition, api.NotFound):
+                return False  # someone else took it (or gave it up) in between
+        return True
+
+    def release_lease(self, collection: str, doc_id: str, holder: str) -> None:
+        document = self.client.collection(collection).document(doc_id)
+        with _errors(f"release {collection}/{doc_id}"):
+            snapshot = document.get(retry=RETRY, timeout=TIMEOUT)
+            if snapshot.exists and snapshot.to_dict().get("holder") == holder:
+                option = self.client.write_option(last_update_time=snapshot.update_time)
+                try:
+                    document.delete(option=option, retry=RETRY, timeout=TIMEOUT)
+                except (api.FailedPrecondition, api.NotFound):
+                    pass  # taken over after it expired: the new holder's now
 
     def create_with_increments(
         self, collection: str, doc_id: str, fields: Mapping[str, Any], increments: Increments

@@ -9,6 +9,7 @@ merge key by key, as Firestore's ``set(..., merge=True)`` does.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -42,6 +43,15 @@ class MetadataStore(Protocol):
     def replace_field(self, collection: str, doc_id: str, path: tuple[str, ...], value: Any) -> None:
         """Set one (nested) field to ``value`` as a whole, not merged with what was there;
         the rest of the document is kept, and the document is created when missing."""
+        ...
+
+    def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:
+        """Take the lease ``doc_id`` for ``holder`` until ``expires`` if nobody else holds it past
+        ``now``; True when taken. One precondition write: no contended transaction."""
+        ...
+
+    def release_lease(self, collection: str, doc_id: str, holder: str) -> None:
+        """Give the lease up, if ``holder`` still holds it (else leave it to its new holder)."""
         ...
 
     def create_with_increments(

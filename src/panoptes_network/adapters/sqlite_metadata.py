@@ -123,6 +123,25 @@ class SqliteMetadata:
             (collection, doc_id, json.dumps(change(current), default=_encode)),
         )
 
+    def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:
+        with self._transaction() as db:
+            row = db.execute("SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)).fetchone()
+            lease = json.loads(row[0], object_hook=_decode) if row else None
+            if lease is not None and lease["holder"] != holder and lease["expires"] > now:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
+                (collection, doc_id, json.dumps({"holder": holder, "expires": expires}, default=_encode)),
+            )
+            return True
+
+    def release_lease(self, collection: str, doc_id: str, holder: str) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM documents WHERE collection = ? AND id = ? AND json_extract(data, '$.holder') = ?",
+                (collection, doc_id, holder),
+            )
+
     def create_with_increments(
         self, collection: str, doc_id: str, fields: Mapping[str, Any], increments: Increments
     ) -> bool:
