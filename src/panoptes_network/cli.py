@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -220,6 +221,27 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gaps(args: argparse.Namespace) -> int:
+    from .chain_gaps import find_gaps
+    from .context import cloud_context
+
+    if args.cloud:
+        context = cloud_context(Settings.from_env())
+    else:
+        if not (args.data_dir / "metadata.sqlite").exists():
+            print(f"panoptes-network: no records in {args.data_dir}/ (run 'process' first)", file=sys.stderr)
+            return 2
+        context, _ = local_context(Settings.from_env({**os.environ, "PANOPTES_DATA_DIR": str(args.data_dir)}), args.data_dir)
+    gaps = list(find_gaps(context.storage, context.metadata, context.settings.bucket("raw")))
+    if args.json:
+        for gap in gaps:
+            print(json.dumps(dataclasses.asdict(gap)))
+    else:
+        _print_table([(g.identity, g.image_id or "-", g.status or "-", g.why) for g in gaps], ("OBJECT", "IMAGE", "STATUS", "WHY"), sys.stdout)
+        print(f"{len(gaps)} unfinished", file=sys.stderr)
+    return 1 if gaps else 0
+
+
 def cmd_stack(args: argparse.Namespace) -> int:
     from .stack import run_stack_forever
 
@@ -292,6 +314,18 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--project", default="panoptes-local", help="project id (default: %(default)s)")
     stack.add_argument("--log-dir", type=Path, default=Path("stack-logs"), help="server logs (default: %(default)s)")
     stack.set_defaults(func=cmd_stack)
+
+    gaps = commands.add_parser(
+        "gaps",
+        parents=[data_dir, as_json],
+        help="list raw objects whose chain never finished (exit 1 when there are any)",
+        description="Compare the raw bucket with the records: stray .fits never compressed, raws never "
+        "converted, .fits.fz whose image is neither solved, unsolved nor rejected, objects never seen. "
+        "Embedded data by default; --cloud reads Cloud Storage and Firestore (or the local stack's "
+        "emulators through the usual *_EMULATOR_HOST variables).",
+    )
+    gaps.add_argument("--cloud", action="store_true", help="Cloud Storage and Firestore of GOOGLE_CLOUD_PROJECT")
+    gaps.set_defaults(func=cmd_gaps)
 
     dlq = commands.add_parser(
         "dlq",
