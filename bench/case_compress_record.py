@@ -52,7 +52,7 @@ def header_bytes(work: Path) -> Iterator[Pair]:
     """Bytes read to record a full-frame .fits.fz, vs reading the whole file (times: same ratio)."""
     frame, header = make_frame(FrameSpec())
     data = compressed_file(frame, header)
-    _, read = read_image_header(lambda a, b: data[a:b], "frame")
+    read = read_image_header(lambda a, b: data[a:b], "frame").bytes_read
     print(f"bench header-bytes read={read} size={len(data)} ratio={read / len(data):.5f}")
     path = work / "frame.fits.fz"
     path.write_bytes(data)

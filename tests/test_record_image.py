@@ -110,7 +110,8 @@ def test_a_large_fz_costs_only_a_few_header_blocks(tmp_path: Path, big_fz: bytes
 def test_header_reading_matches_astropy_and_refuses_junk(test_data: Path) -> None:
     for name in ("solved.fits.fz", "unsolved.fits", "tiny.fits"):
         data = (test_data / "panoptes" / name).read_bytes()
-        header, _ = read_image_header(lambda a, b: data[a:b], name)
+        header, _, needed = read_image_header(lambda a, b: data[a:b], name)
+        assert needed == len(data)  # the whole file, to the block
         reference = fits.getheader(test_data / "panoptes" / name, ext=1 if name.endswith(".fz") else 0)
         assert {k: header[k] for k in ("NAXIS1", "NAXIS2", "EXPTIME", "SEQID")} == {
             k: reference[k] for k in ("NAXIS1", "NAXIS2", "EXPTIME", "SEQID")
@@ -126,7 +127,7 @@ def test_a_header_of_ten_thousand_cards_is_read(tmp_path: Path) -> None:
     path = tmp_path / "big.fits"
     hdu.writeto(path)
     data = path.read_bytes()
-    parsed, read = read_image_header(lambda a, b: data[a:b], "big")
+    parsed, read, _ = read_image_header(lambda a, b: data[a:b], "big")
     assert parsed["EXPTIME"] == 30.0 and parsed["KEY9999"] == 9999 and read >= 800_000
 
 

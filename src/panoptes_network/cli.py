@@ -137,7 +137,7 @@ def cmd_header(args: argparse.Namespace) -> int:
             if info is None:
                 print(f"panoptes-network: no object {location}", file=sys.stderr)
                 return 1
-            header, _ = read_image_header(partial(storage.read_range, info.ref), location)
+            header = read_image_header(partial(storage.read_range, info.ref), location).header
         else:
             path = Path(location)
             if not path.is_file():
@@ -149,7 +149,7 @@ def cmd_header(args: argparse.Namespace) -> int:
                     handle.seek(start)
                     return handle.read(end - start)
 
-                header, _ = read_image_header(read_range, location)
+                header = read_image_header(read_range, location).header
     except PipelineError as exc:
         print(f"panoptes-network: {exc.message}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import NamedTuple
 
 from astropy.io import fits
 
@@ -92,16 +93,36 @@ def image_header_of_compressed(table_header: fits.Header) -> fits.Header:
     return header
 
 
-def read_image_header(read_range: ReadRange, what: str) -> tuple[fits.Header, int]:
-    """The header of the first image in a FITS object, and the number of bytes read."""
+class ImageHeader(NamedTuple):
+    header: fits.Header
+    bytes_read: int
+    size_needed: int  # bytes the object must have to hold the data the headers describe
+
+
+def data_size(header: fits.Header) -> int:
+    """Bytes of the data unit that follows a header, padded to whole blocks (FITS standard 4.4.1)."""
+    naxis = int(header.get("NAXIS", 0))
+    if naxis == 0:
+        return 0
+    elements = 1
+    for axis in range(1, naxis + 1):
+        elements *= int(header.get(f"NAXIS{axis}", 0))
+    bits = abs(int(header.get("BITPIX", 8))) * int(header.get("GCOUNT", 1)) * (int(header.get("PCOUNT", 0)) + elements)
+    return -(-(bits // 8) // BLOCK) * BLOCK
+
+
+def read_image_header(read_range: ReadRange, what: str) -> ImageHeader:
+    """The header of the first image in a FITS object, the bytes read, and the size the object
+    needs (a shorter object is truncated)."""
     reader = HeaderReader(read_range, what)
     reader.read_more()
     if not reader.prefix.startswith(b"SIMPLE  ="):
         raise BadInput(f"{what} is not a FITS file (it does not start with SIMPLE)")
     primary, length = reader.header_at(0)
     if int(primary.get("NAXIS", 0)) > 0 or not primary.get("EXTEND", False):
-        return primary, reader.bytes_read
-    extension, _ = reader.header_at(length)  # an empty primary: the next header follows at once
+        return ImageHeader(primary, reader.bytes_read, length + data_size(primary))
+    extension, extension_length = reader.header_at(length)  # an empty primary: the next header follows
+    needed = length + extension_length + data_size(extension)
     if extension.get("ZIMAGE") is True:
-        return image_header_of_compressed(extension), reader.bytes_read
-    return extension, reader.bytes_read
+        return ImageHeader(image_header_of_compressed(extension), reader.bytes_read, needed)
+    return ImageHeader(extension, reader.bytes_read, needed)

@@ -21,7 +21,7 @@ from typing import Any, Union
 
 from . import __version__
 from .context import Context
-from .errors import BadInput, Ignored, MalformedRequest, PipelineError, TransientError
+from .errors import BadInput, Ignored, MalformedRequest, NotFound, PipelineError, TransientError
 from .logs import add_context, log, logging_context
 from .messages import (
     ObjectEvent,
@@ -223,6 +223,10 @@ def _handle(
         result = step.handle(context, step_input)
         if image_id is not None and result.outcome is Outcome.DONE:
             _record_done(context, service.name, step_input.ref, image_id, message.message_id, result)
+    except NotFound as exc:  # the message names an object (or generation) that is gone for good
+        gone = BadInput(f"{exc.message} (the message names an object that no longer exists)", exc.nested)
+        _record_failure(context, service.name, step_input, message.message_id, gone, StepState.REJECTED)
+        return Outcome.REJECTED, {**subject, "reason": gone.message, "error_class": "NotFound"}
     except (BadInput, Ignored) as exc:
         _record_failure(context, service.name, step_input, message.message_id, exc, StepState.REJECTED)
         outcome = Outcome.IGNORED if isinstance(exc, Ignored) else Outcome.REJECTED

@@ -14,6 +14,7 @@ import logging
 from functools import partial
 
 from ..context import Context
+from ..errors import BadInput
 from ..fits_header import read_image_header
 from ..header_metadata import header_id_mismatches, image_fields, observation_fields, unit_fields
 from ..logs import log
@@ -35,7 +36,10 @@ def handle(context: Context, message: StepMessage) -> StepResult:
     if previous.get("input") == ref.identity and previous.get("state") == StepState.DONE.value:
         return StepResult(Outcome.ALREADY_DONE, reason="header already recorded")
     name = parse_raw_name(ref.name)
-    header, bytes_read = read_image_header(partial(context.storage.read_range, ref), ref.identity)
+    header, bytes_read, size_needed = read_image_header(partial(context.storage.read_range, ref), ref.identity)
+    info = context.storage.stat(ref.bucket, ref.name)
+    if info is not None and info.ref.generation == ref.generation and info.size < size_needed:
+        raise BadInput(f"{ref.identity} is truncated: {info.size} bytes where its headers describe {size_needed}")
     warnings = header_id_mismatches(header, name)
     for warning in warnings:
         log(logger, "WARNING", f"header disagrees with path: {warning}", input=ref.identity)
