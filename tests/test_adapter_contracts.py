@@ -400,3 +400,21 @@ def test_unreachable_pubsub_is_transient_within_a_bound(monkeypatch: pytest.Monk
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{free_port()}")
     publisher = PubSubPublisher("test")
     _assert_transient_quickly(lambda: publisher.publish("record-image", b"{}", {"schema_version": "1"}))
+
+
+def test_a_held_lease_is_renewed_while_its_block_runs_and_released_after() -> None:
+    """leases.lease over the SQLite store: held past its nominal length while renewed, then gone."""
+    import tempfile
+
+    from panoptes_network.leases import LEASES, lease
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteMetadata(Path(folder) / "m.sqlite")
+        now = dt.datetime.now(dt.timezone.utc)
+        with lease(store, "step:img", seconds=0.3) as held:
+            assert held
+            time.sleep(0.7)  # more than twice the lease: only renewal keeps it
+            assert not store.claim_lease(LEASES, "step:img", "other", dt.datetime.now(dt.timezone.utc), now)
+            with lease(store, "step:img", seconds=0.3) as second:
+                assert not second
+        assert store.get(LEASES, "step:img") is None

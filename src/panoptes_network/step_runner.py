@@ -12,16 +12,14 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, Union
 
 from . import __version__
 from .context import Context
 from .errors import BadInput, Ignored, MalformedRequest, NotFound, PipelineError, TransientError
+from .leases import lease
 from .logs import add_context, log, logging_context
 from .messages import (
     ObjectEvent,
@@ -39,8 +37,6 @@ from .topology import Service
 logger = logging.getLogger(__name__)
 
 StepInput = Union[ObjectEvent, StepMessage]
-
-LEASES = "leases"
 
 PARSERS: dict[str, Callable[[PushMessage], StepInput]] = {
     "storage-notification": parse_storage_notification,
@@ -180,12 +176,6 @@ def _record_failure(
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class Lease:
-    key: str  # {step}:{image_id}
-    holder: str  # this attempt: host, process and a random part
-
-
 def _execute(service: Service, step: Step, context: Context, message: PushMessage) -> tuple[Outcome, dict[str, Any]]:
     """Parse, take the image's lease for this step, handle and record; failures to record
     propagate to ``run_step``. A live lease held by another attempt (a redelivery while the
@@ -201,17 +191,11 @@ def _execute(service: Service, step: Step, context: Context, message: PushMessag
     subject = {"image_id": image_id, "input": step_input.ref.identity}
     if image_id is None:  # nothing to lease: such inputs are rejected or ignored at once
         return _handle(service, step, context, message, step_input, subject)
-    lease = Lease(f"{service.name}:{image_id}", f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}")
-    expires = now() + dt.timedelta(seconds=service.ack_deadline_seconds)
-    if not context.metadata.claim_lease(LEASES, lease.key, lease.holder, now(), expires):
-        return Outcome.TRANSIENT, {**subject, "reason": f"another worker holds the lease on {lease.key}"}
-    try:
+    key = f"{service.name}:{image_id}"
+    with lease(context.metadata, key) as held:
+        if not held:
+            return Outcome.TRANSIENT, {**subject, "reason": f"another attempt holds the lease on {key}"}
         return _handle(service, step, context, message, step_input, subject)
-    finally:
-        try:
-            context.metadata.release_lease(LEASES, lease.key, lease.holder)
-        except TransientError as exc:  # it expires by itself; the outcome stands
-            log(logger, "WARNING", f"could not release the lease on {lease.key}: {exc.message}")
 
 
 def _handle(
