@@ -157,7 +157,7 @@ def test_a_message_that_always_fails_ends_in_the_dead_letter_topic(local_stack: 
     poison = json.dumps({"bucket": "b", "name": "n"}).encode()  # lacks generation and ids: 400
     publisher.publish(publisher.topic_path(local_stack.project, service.topic), poison, schema_version="1").result()
     kept = subscriber.subscription_path(local_stack.project, dead_letter_topic(service.subscription))
-    [message] = pull_one(subscriber, kept, seconds=120)  # 5 pushes, backing off 1-10 s
+    [message] = pull_one(subscriber, kept, seconds=120)  # 5 pushes, backing off 2-10 s
     assert message.data == poison
     assert message.attributes["CloudPubSubDeadLetterSourceSubscription"] == service.subscription
     assert int(message.attributes["CloudPubSubDeadLetterSourceDeliveryCount"]) == MAX_DELIVERY_ATTEMPTS

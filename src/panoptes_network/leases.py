@@ -1,7 +1,7 @@
 """One attempt at a time per step and image: a lease in the metadata store, kept alive while
 the step works.
 
-The lease is short (a minute) and renewed every third of it from a background thread, so a
+The lease is short (``Settings.lease_seconds``, a minute by default) and renewed every third of it from a background thread, so a
 step may run for as long as it needs while a crashed attempt (a killed worker, a lost
 instance) blocks its image for at most a minute, not for the whole push ack deadline.
 """
@@ -22,7 +22,6 @@ from .errors import TransientError
 from .logs import log
 
 LEASES = "leases"
-LEASE_SECONDS = 60.0
 logger = logging.getLogger(__name__)
 
 
@@ -41,7 +40,7 @@ def _renew(metadata: MetadataStore, key: str, holder: str, seconds: float, stop:
 
 
 @contextlib.contextmanager
-def lease(metadata: MetadataStore, key: str, seconds: float = LEASE_SECONDS) -> Iterator[bool]:
+def lease(metadata: MetadataStore, key: str, seconds: float) -> Iterator[bool]:
     """Hold lease ``key`` for the block (True), or say another attempt holds it (False)."""
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
     if not metadata.claim_lease(LEASES, key, holder, _now(), _now() + dt.timedelta(seconds=seconds)):

@@ -30,6 +30,8 @@ class Settings:
     # plate-solver: stamps (and the SQL reference catalog) in this database; None: SQLite in data_dir.
     database_url: str | None = None
     reference_catalog: str = "tycho2"  # "tycho2" (installed index files) or "sql" (reference_stars)
+    # How long a crashed attempt can block its image (leases.py); shorter than the retry budget.
+    lease_seconds: float = 60.0
 
     def bucket(self, key: str) -> str:
         """The bucket name for a logical bucket (``raw``, ``rgb``, ``backgrounds``, ``processed``)."""
@@ -38,7 +40,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
         """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
-        ``DATABASE_URL`` and ``PANOPTES_REFERENCE_CATALOG``."""
+        ``DATABASE_URL``, ``PANOPTES_REFERENCE_CATALOG`` and ``PANOPTES_LEASE_SECONDS``."""
         topology = topology or load_topology()
         buckets = {
             key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()
@@ -52,4 +54,5 @@ class Settings:
             push_auth_certs_url=env.get("PUSH_AUTH_CERTS_URL") or None,
             database_url=env.get("DATABASE_URL") or None,
             reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
+            lease_seconds=float(env.get("PANOPTES_LEASE_SECONDS") or 60.0),
         )

@@ -24,8 +24,9 @@ from .settings import Settings
 from .topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic, load_topology
 
 GUNICORN_THREADS = 4
-RETRY_MIN_BACKOFF_SECONDS = 1
+RETRY_MIN_BACKOFF_SECONDS = 2
 RETRY_MAX_BACKOFF_SECONDS = 10
+STACK_LEASE_SECONDS = 3
 
 
 @dataclasses.dataclass
@@ -180,6 +181,9 @@ def start_stack(project: str, log_dir: Path, settings: Settings | None = None) -
         env = {
             "GOOGLE_CLOUD_PROJECT": project,
             "PANOPTES_DATA_DIR": str(log_dir / "data"),  # the plate-solver's SQLite stamps, unless DATABASE_URL
+            # A crashed attempt must free its image well before the stack's retries (2-10 s, 5 attempts)
+            # run out, as a minute does against the cloud's (10-600 s).
+            "PANOPTES_LEASE_SECONDS": str(STACK_LEASE_SECONDS),
             "PUBSUB_EMULATOR_HOST": pubsub.host,
             "FIRESTORE_EMULATOR_HOST": firestore.host,
             "STORAGE_EMULATOR_HOST": gcs.url,

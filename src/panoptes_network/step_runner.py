@@ -192,7 +192,7 @@ def _execute(service: Service, step: Step, context: Context, message: PushMessag
     if image_id is None:  # nothing to lease: such inputs are rejected or ignored at once
         return _handle(service, step, context, message, step_input, subject)
     key = f"{service.name}:{image_id}"
-    with lease(context.metadata, key) as held:
+    with lease(context.metadata, key, context.settings.lease_seconds) as held:
         if not held:
             return Outcome.TRANSIENT, {**subject, "reason": f"another attempt holds the lease on {key}"}
         return _handle(service, step, context, message, step_input, subject)
