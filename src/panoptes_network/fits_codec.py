@@ -1,7 +1,7 @@
 """FITS bytes in and out, and lossless tile compression: shared by every step that touches FITS.
 
 Integers use Rice in 16-row tiles (byte-identical to cfitsio's ``fpack -t NAXIS1,16``); floating
-point uses GZIP_2 with quantization off, because fpack's default quantization silently loses data.
+point uses GZIP_1 with quantization off, because fpack's default quantization silently loses data.
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ def image_hdu(hdus: fits.HDUList, what: str) -> fits.ImageHDU | fits.PrimaryHDU 
     raise BadInput(f"{what} holds no 2-D image")
 
 
+# Floating point: GZIP_1, unquantized (lossless). astropy runs gzip at level 9 on every tile;
+# on a background-subtracted full frame GZIP_1 takes 3.8 s where GZIP_2 (byte shuffling) takes
+# 11.5 s, for files 13% larger: compute, not storage, is what a step costs.
 # Rice tiles of 16 rows: 25% faster to compress and to verify than fpack's default of one row
 # (fewer tiles for astropy's Python loop), a little smaller, and byte-identical to
 # `fpack -t NAXIS1,16`.
@@ -51,7 +54,7 @@ def lossless_compression(data: np.ndarray) -> dict[str, object]:
     if np.issubdtype(data.dtype, np.integer):
         tiles = {"tile_shape": (min(RICE_TILE_ROWS, data.shape[0]), data.shape[1])} if data.ndim == 2 else {}
         return {"compression_type": "RICE_1", **tiles}
-    return {"compression_type": "GZIP_2", "quantize_level": 0.0}
+    return {"compression_type": "GZIP_1", "quantize_level": 0.0}
 
 
 def compressed_image(data: np.ndarray, header: fits.Header | None = None, name: str | None = None) -> fits.CompImageHDU:

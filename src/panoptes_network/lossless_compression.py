@@ -2,7 +2,7 @@
 
 Data is read with astropy's default scaling, so PANOPTES's uint16 (BITPIX 16 + BZERO 32768)
 stays uint16 and compresses with Rice exactly as ``fpack`` would; other scaled integers become
-their physical float values and are stored unquantized (GZIP_2), so every value survives.
+their physical float values and are stored unquantized (GZIP_1), so every value survives.
 Tables pass through untouched. Verification decompresses the result and compares every data
 value (bit for bit, NaNs included) and every header card that is not structural.
 """

@@ -4,7 +4,7 @@ Input (from subtract-background on ``plate-solve``): the raw Bayer ``.fits.fz`` 
 ``extra["background"]``, the exact background file; both are read at their generations, and
 ``raw - background_model.load_model(...)`` is the frame everything here works on. Outputs:
 
-- ``{processed}/{base_path}.fits.fz``: background-subtracted float32 (lossless GZIP_2), the raw
+- ``{processed}/{base_path}.fits.fz``: background-subtracted float32 (lossless GZIP_1), the raw
   header, the TAN-SIP WCS and pipeline keywords (PIPEVERS, BKGFILE, SOLVTIER, NMATCH; nothing that varies between
   runs, such as CPU time, so that a rerun writes the same bytes);
 - ``{base_path}.png`` beside it: the quick look; ``{base_path}-sources.parquet``: the stamp table;
