@@ -99,6 +99,17 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
+def previous_run(context: Context, step: str, image_id: str) -> dict[str, Any]:
+    """The step's record on the image from its latest run ({} when it never ran)."""
+    return ((context.metadata.get("images", image_id) or {}).get("steps") or {}).get(step) or {}
+
+
+def done_before(context: Context, step: str, image_id: str, ref: ObjectRef) -> bool:
+    """Whether the step already finished this exact input (a redelivery answers at once)."""
+    previous = previous_run(context, step, image_id)
+    return previous.get("input") == ref.identity and previous.get("state") == StepState.DONE.value
+
+
 def image_id_of(step_input: StepInput) -> str | None:
     """The image an input belongs to, when it has one."""
     if isinstance(step_input, StepMessage):

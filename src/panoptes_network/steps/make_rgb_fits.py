@@ -23,7 +23,7 @@ from ..names import FileKind, parse_raw_name
 from ..outcomes import Outcome
 from ..rgb_products import RgbSettings, camera_fields, make_products
 from ..status import ImageStatus, StepState
-from ..step_runner import Step, StepResult
+from ..step_runner import Step, StepResult, done_before
 
 NAME = "make-rgb-fits"
 SETTINGS = RgbSettings()
@@ -59,9 +59,7 @@ def handle(context: Context, message: StepMessage) -> StepResult:
     name = parse_raw_name(ref.name)
     if name.kind is not FileKind.RAW:
         raise BadInput(f"{ref.name} is not a camera raw (extension .{name.extension})")
-    image = context.metadata.get("images", message.image_id) or {}
-    previous = image.get("steps", {}).get(NAME, {})
-    if previous.get("input") == ref.identity and previous.get("state") == StepState.DONE.value:
+    if done_before(context, NAME, message.image_id, ref):
         return StepResult(Outcome.ALREADY_DONE, reason="already converted")
     try:
         data = context.storage.read(ref)

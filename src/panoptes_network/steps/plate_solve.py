@@ -41,7 +41,7 @@ from ..reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
 from ..sources_table import sources_parquet
 from ..stamp_database import pixels_to_bytes, replace_image_stamps
 from ..status import ImageStatus, StepState
-from ..step_runner import Step, StepResult
+from ..step_runner import Step, StepResult, previous_run
 
 NAME = "plate-solver"
 logger = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def store_outputs(
 def process(context: Context, message: StepMessage, settings: PlateSolveSettings) -> StepResult:
     """The whole step with explicit settings (``handle`` uses the defaults)."""
     background = background_ref(message)
-    previous = (context.metadata.get("images", message.image_id) or {}).get("steps", {}).get(NAME, {})
+    previous = previous_run(context, NAME, message.image_id)
     if (
         previous.get("input") == message.ref.identity
         and previous.get("background") == background.identity

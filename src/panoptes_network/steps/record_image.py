@@ -21,8 +21,8 @@ from ..logs import log
 from ..messages import StepMessage
 from ..names import parse_raw_name
 from ..outcomes import Outcome
-from ..status import ImageStatus, StepState
-from ..step_runner import Step, StepResult
+from ..status import ImageStatus
+from ..step_runner import Step, StepResult, done_before
 
 NAME = "record-image"
 NEXT_TOPIC = "subtract-background"
@@ -32,8 +32,7 @@ logger = logging.getLogger(__name__)
 
 def handle(context: Context, message: StepMessage) -> StepResult:
     ref = message.ref
-    previous = ((context.metadata.get("images", message.image_id) or {}).get("steps") or {}).get(NAME, {})
-    if previous.get("input") == ref.identity and previous.get("state") == StepState.DONE.value:
+    if done_before(context, NAME, message.image_id, ref):
         return StepResult(Outcome.ALREADY_DONE, reason="header already recorded")
     name = parse_raw_name(ref.name)
     header, bytes_read, size_needed = read_image_header(partial(context.storage.read_range, ref), ref.identity)

@@ -12,8 +12,8 @@ from ..errors import Ignored
 from ..messages import ObjectEvent, StepMessage
 from ..names import FileKind, RawName, parse_raw_name
 from ..outcomes import Outcome
-from ..status import ImageStatus, StepState
-from ..step_runner import Step, StepResult, now
+from ..status import ImageStatus
+from ..step_runner import Step, StepResult, done_before, now
 
 NAME = "image-received"
 
@@ -41,9 +41,7 @@ def handle(context: Context, event: ObjectEvent) -> StepResult:
         raise Ignored(f"bucket {event.ref.bucket} is not the raw bucket {raw_bucket}")
     name = parse_raw_name(event.ref.name)
     topic = route_for(name)
-    image = context.metadata.get("images", name.image_id) or {}
-    previous = image.get("steps", {}).get(NAME, {})
-    if previous.get("input") == event.ref.identity and previous.get("state") == StepState.DONE.value:
+    if done_before(context, NAME, name.image_id, event.ref):
         return StepResult(Outcome.ALREADY_DONE, reason=f"already routed to {topic}")
     context.metadata.create(
         "images",

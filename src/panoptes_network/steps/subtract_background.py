@@ -23,8 +23,8 @@ from ..logs import log
 from ..messages import ObjectRef, StepMessage
 from ..names import parse_raw_name
 from ..outcomes import Outcome
-from ..status import ImageStatus, StepState
-from ..step_runner import Step, StepResult
+from ..status import ImageStatus
+from ..step_runner import Step, StepResult, done_before
 
 NAME = "subtract-background"
 NEXT_TOPIC = "plate-solve"
@@ -35,12 +35,6 @@ logger = logging.getLogger(__name__)
 def background_name(raw_name: str) -> str:
     """``{unit}/{camera}/{sequence_time}/{image_time}-background.fits.fz`` for a raw object name."""
     return f"{parse_raw_name(raw_name).base_path}-background.fits.fz"
-
-
-def _already_done(context: Context, message: StepMessage) -> bool:
-    image = context.metadata.get("images", message.image_id) or {}
-    previous = image.get("steps", {}).get(NAME, {})
-    return previous.get("input") == message.ref.identity and previous.get("state") == StepState.DONE.value
 
 
 def _store(context: Context, name: str, data: bytes) -> tuple[ObjectRef | None, str]:
@@ -56,7 +50,7 @@ def _store(context: Context, name: str, data: bytes) -> tuple[ObjectRef | None, 
 
 
 def handle(context: Context, message: StepMessage) -> StepResult:
-    if _already_done(context, message):
+    if done_before(context, NAME, message.image_id, message.ref):
         return StepResult(Outcome.ALREADY_DONE, reason="background already stored and published")
     target = background_name(message.ref.name)
     try:
