@@ -169,7 +169,7 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
 
     from google.cloud import pubsub_v1
 
-    from panoptes_network.topology import dead_letter_topic, load_topology
+    from panoptes_network.topology import load_topology
 
     _, subscriber, _ = clients
     with patched_env(local_stack.client_env):
@@ -177,7 +177,6 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
     service = load_topology().service("record-image")
     poison = json.dumps({"bucket": "b", "name": "PAN001/x", "note": "dlq-test"}).encode()
     publisher.publish(publisher.topic_path(local_stack.project, service.topic), poison, schema_version="1").result()
-    kept = subscriber.subscription_path(local_stack.project, dead_letter_topic(service.subscription))
     deadline = time.monotonic() + 120
 
     def cli(*args: str) -> subprocess.CompletedProcess:

@@ -13,14 +13,14 @@ second finds each object already there with the same content and writes nothing 
 from __future__ import annotations
 
 import logging
-import re
 
 from ..context import Context
-from ..errors import AlreadyExists, BadInput, NotFound
+from ..errors import BadInput, NotFound
 from ..logs import log
 from ..messages import StepMessage
 from ..names import FileKind, parse_raw_name
 from ..outcomes import Outcome
+from ..outputs import store_output
 from ..rgb_products import RgbSettings, camera_fields, make_products
 from ..status import ImageStatus, StepState
 from ..step_runner import Step, StepResult, done_before
@@ -28,31 +28,6 @@ from ..step_runner import Step, StepResult, done_before
 NAME = "make-rgb-fits"
 SETTINGS = RgbSettings()
 logger = logging.getLogger(__name__)
-
-# The only cards that differ between two serialisations of the same content (astropy stamps
-# the time into the comments of the checksum cards, 80 bytes each).
-CHECKSUM_CARDS = re.compile(rb"(?:CHECKSUM=|ZHECKSUM=|DATASUM =|ZDATASUM=).{71}", re.DOTALL)
-
-
-def same_content(existing: bytes, ours: bytes) -> bool:
-    """Whether an existing output holds what we would write (checksum cards aside)."""
-    if existing == ours:
-        return True
-    return len(existing) == len(ours) and CHECKSUM_CARDS.sub(b"", existing) == CHECKSUM_CARDS.sub(b"", ours)
-
-
-def write_output(context: Context, bucket: str, name: str, data: bytes, content_type: str) -> str:
-    """Write create-only; return ``written``, ``identical`` (already there) or ``kept`` (a different
-    object was there, and is left untouched)."""
-    try:
-        context.storage.write_new(bucket, name, data, content_type)
-        return "written"
-    except AlreadyExists:
-        existing = context.storage.stat(bucket, name)
-        if existing is not None and same_content(context.storage.read(existing.ref), data):
-            return "identical"
-        return "kept"
-
 
 def handle(context: Context, message: StepMessage) -> StepResult:
     ref = message.ref
@@ -76,7 +51,7 @@ def handle(context: Context, message: StepMessage) -> StepResult:
         },
         "preview": (rgb_bucket, f"{name.base_path}.jpg", products.jpeg, "image/jpeg"),
     }
-    states = {key: write_output(context, *output) for key, output in outputs.items()}
+    states = {key: store_output(context.storage, *output).state for key, output in outputs.items()}
     conflicts = [outputs[key][1] for key, state in states.items() if state == "kept" and key != "raw_fits"]
     for conflict in conflicts:
         log(logger, "WARNING", f"{conflict} already exists with other content; left as it is")

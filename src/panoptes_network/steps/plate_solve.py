@@ -30,12 +30,13 @@ from .. import __version__, fits_codec
 from ..astrometry_solver import Solution
 from ..background_model import load_model, load_rms
 from ..context import Context
-from ..errors import AlreadyExists, BadInput, NotFound
+from ..errors import BadInput, NotFound
 from ..frame_astrometry import AnalysisSettings, FrameAnalysis, analyse_frame, source_summary, stamp_rows
 from ..logs import log
 from ..messages import ObjectRef, StepMessage
 from ..names import parse_raw_name
 from ..outcomes import Outcome
+from ..outputs import IDENTICAL, KEPT, store_output
 from ..quick_look import QuickLookSettings, render
 from ..reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
 from ..sources_table import sources_parquet
@@ -114,32 +115,16 @@ def processed_header(raw: fits.Header, analysis: FrameAnalysis, background: Obje
     return header
 
 
-def same_content(new: bytes, existing: bytes, content_type: str) -> bool:
-    """Byte equality, except that FITS checksum cards carry the time they were written."""
-    if new == existing:
-        return True
-    if content_type != "application/fits" or not existing.startswith(b"SIMPLE  ="):
-        return False
-    a, b = fits_codec.open_fits(new, "new output"), fits_codec.open_fits(existing, "existing output")
-    stamp = ("CHECKSUM", "DATASUM", "ZHECKSUM", "ZDATASUM")
-    return len(a) == len(b) and all(
-        [(c.keyword, c.value) for c in x.header.cards if c.keyword not in stamp]
-        == [(c.keyword, c.value) for c in y.header.cards if c.keyword not in stamp]
-        and np.array_equal(x.data, y.data)
-        for x, y in zip(a, b)
-    )
-
-
 def write_output(context: Context, bucket: str, name: str, data: bytes, content_type: str) -> dict[str, Any]:
     """Create-only write; an existing object with the same content is a redelivery, anything else a kept conflict."""
-    try:
-        return {"name": f"{bucket}/{name}", "generation": context.storage.write_new(bucket, name, data, content_type).generation}
-    except AlreadyExists:
-        existing = context.storage.stat(bucket, name)
-        if existing is not None and same_content(data, context.storage.read(existing.ref), content_type):
-            return {"name": f"{bucket}/{name}", "generation": existing.ref.generation, "existing": "identical"}
+    stored = store_output(context.storage, bucket, name, data, content_type)
+    entry: dict[str, Any] = {"name": f"{bucket}/{name}", "generation": stored.ref.generation if stored.ref else None}
+    if stored.state == IDENTICAL:
+        entry["existing"] = "identical"
+    elif stored.state == KEPT:
         log(logger, "WARNING", "output exists with different content; kept", output=f"{bucket}/{name}")
-        return {"name": f"{bucket}/{name}", "generation": None, "existing": "different (kept)"}
+        entry["existing"] = "different (kept)"
+    return entry
 
 
 def solve_record(solution: Solution) -> dict[str, Any]:

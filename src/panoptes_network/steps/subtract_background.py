@@ -17,12 +17,13 @@ import logging
 
 from ..background_model import BackgroundSettings, estimate, summary, to_fits
 from ..context import Context
-from ..errors import AlreadyExists, BadInput, NotFound
+from ..errors import BadInput, NotFound
 from ..fits_codec import image_hdu, open_fits
 from ..logs import log
-from ..messages import ObjectRef, StepMessage
+from ..messages import StepMessage
 from ..names import parse_raw_name
 from ..outcomes import Outcome
+from ..outputs import store_output
 from ..status import ImageStatus
 from ..step_runner import Step, StepResult, done_before
 
@@ -37,18 +38,6 @@ def background_name(raw_name: str) -> str:
     return f"{parse_raw_name(raw_name).base_path}-background.fits.fz"
 
 
-def _store(context: Context, name: str, data: bytes) -> tuple[ObjectRef | None, str]:
-    """Write create-only; an existing identical file is reused, a different one is a conflict (None)."""
-    bucket = context.settings.bucket("backgrounds")
-    try:
-        return context.storage.write_new(bucket, name, data, "application/fits"), "new"
-    except AlreadyExists:
-        existing = context.storage.stat(bucket, name)
-        if existing is not None and context.storage.read(existing.ref) == data:
-            return existing.ref, "identical"
-        return None, "conflict"
-
-
 def handle(context: Context, message: StepMessage) -> StepResult:
     if done_before(context, NAME, message.image_id, message.ref):
         return StepResult(Outcome.ALREADY_DONE, reason="background already stored and published")
@@ -60,10 +49,12 @@ def handle(context: Context, message: StepMessage) -> StepResult:
     hdu = image_hdu(open_fits(raw, message.ref.identity), message.ref.identity)
     background = estimate(hdu.data, hdu.header, SETTINGS)
     stats = summary(background)
-    written, existing = _store(context, target, to_fits(background, SETTINGS))
+    bucket = context.settings.bucket("backgrounds")
+    stored = store_output(context.storage, bucket, target, to_fits(background, SETTINGS), "application/fits")
+    written = stored.ref
     record = {
-        "output": f"{context.settings.bucket('backgrounds')}/{target}",
-        "existing_output": existing,
+        "output": f"{bucket}/{target}",
+        "existing_output": stored.state,
         "mesh_px": background.mesh,
         "warnings": list(background.warnings),
     }
