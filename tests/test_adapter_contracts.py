@@ -289,6 +289,14 @@ def test_replace_field_replaces_one_nested_map_whole(metadata: MetadataStore) ->
     assert metadata.get("images", "img") == {"status": "received", "steps": {"a": {"y": 5}, "b": {"z": 3}}}
     metadata.replace_field("images", "new", ("steps", "c"), {"w": [1, 2]})
     assert metadata.get("images", "new") == {"steps": {"c": {"w": [1, 2]}}}
+    # with fields merged in the same write: maps merge key by key, the path is replaced whole
+    metadata.merge("images", "img", {"camera": {"iso": 100}})
+    metadata.replace_field("images", "img", ("steps", "a"), {"z": 1}, {"status": "solved", "camera": {"temp": 11}, "steps": {"b": {"q": 2}}})
+    assert metadata.get("images", "img") == {
+        "status": "solved",
+        "camera": {"iso": 100, "temp": 11},
+        "steps": {"a": {"z": 1}, "b": {"z": 3, "q": 2}},
+    }
 
 
 def test_geopoints_round_trip(metadata: MetadataStore) -> None:

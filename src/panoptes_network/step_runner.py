@@ -121,9 +121,16 @@ def image_id_of(step_input: StepInput) -> str | None:
 
 
 def _record_step(
-    context: Context, step: str, ref: ObjectRef, image_id: str, message_id: str, record: Mapping[str, Any]
+    context: Context,
+    step: str,
+    ref: ObjectRef,
+    image_id: str,
+    message_id: str,
+    record: Mapping[str, Any],
+    image_fields: Mapping[str, Any] | None = None,
 ) -> None:
-    """Replace the step's record on the image: it describes the latest run, nothing older."""
+    """Replace the step's record on the image (it describes the latest run, nothing older) and
+    merge the step's image fields, in one write: a reader never sees a status without its record."""
     fields = {
         "input": ref.identity,
         "message_id": message_id,
@@ -131,7 +138,7 @@ def _record_step(
         "software_version": __version__,
         **record,
     }
-    context.metadata.replace_field("images", image_id, ("steps", step), fields)
+    context.metadata.replace_field("images", image_id, ("steps", step), fields, image_fields)
 
 
 def _record_done(
@@ -144,10 +151,8 @@ def _record_done(
         along_chain = {s.value: s for s in CHAIN_ORDER}  # a success replaces rejected/error
         if current not in along_chain or result.status.rank >= along_chain[current].rank:
             fields["status"] = result.status.value
-    if fields:
-        context.metadata.merge("images", image_id, fields)
     record = {"state": StepState.DONE.value, "published": dict(result.published), **result.record}
-    _record_step(context, step, ref, image_id, message_id, record)
+    _record_step(context, step, ref, image_id, message_id, record, fields)
 
 
 def _record_object(context: Context, step: str, ref: ObjectRef, status: ObjectStatus, reason: str) -> None:
@@ -176,15 +181,8 @@ def _record_failure(
         _record_object(context, step, step_input.ref, status, error.message)
         return
     image_status = ImageStatus.REJECTED if state is StepState.REJECTED else ImageStatus.ERROR
-    context.metadata.merge("images", image_id, {"status": image_status.value})
-    _record_step(
-        context,
-        step,
-        step_input.ref,
-        image_id,
-        message_id,
-        {**error.details, "state": state.value, "error_class": error.error_class, "error": error.message},
-    )
+    record = {**error.details, "state": state.value, "error_class": error.error_class, "error": error.message}
+    _record_step(context, step, step_input.ref, image_id, message_id, record, {"status": image_status.value})
 
 
 def _execute(service: Service, step: Step, context: Context, message: PushMessage) -> tuple[Outcome, dict[str, Any]]:

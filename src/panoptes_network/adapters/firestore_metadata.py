@@ -22,7 +22,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from ..errors import TransientError
-from .metadata import GeoPoint, Increments
+from .metadata import GeoPoint, Increments, deep_merge
 
 RETRY_SECONDS = 5.0
 TIMEOUT = 10.0  # the whole call, retries included
@@ -57,6 +57,15 @@ def _from_firestore(value: Any) -> Any:
     if isinstance(value, list):
         return [_from_firestore(item) for item in value]
     return value
+
+
+def _leaf_paths(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Field paths of the values in nested maps (an empty map is itself a value)."""
+    for key, value in fields.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaf_paths(value, (*prefix, key))
+        else:
+            yield (*prefix, key)
 
 
 @contextlib.contextmanager
@@ -102,13 +111,24 @@ class FirestoreMetadata:
             document = self.client.collection(collection).document(doc_id)
             document.set(_to_firestore(fields), merge=True, retry=RETRY, timeout=TIMEOUT)
 
-    def replace_field(self, collection: str, doc_id: str, path: tuple[str, ...], value: Any) -> None:
+    def replace_field(
+        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: Mapping[str, Any] | None = None
+    ) -> None:
+        """One set() whose merge list names ``path`` (replaced whole) and every leaf of
+        ``also_merge`` (so those merge key by key, as merge=True would)."""
         nested: Any = _to_firestore(value)
         for key in reversed(path):
             nested = {key: nested}
+        merged = _to_firestore(also_merge or {})
+        leaves = [leaf for leaf in _leaf_paths(merged) if leaf[: len(path)] != path]
         with _errors(f"replace {collection}/{doc_id}.{'.'.join(path)}"):
             document = self.client.collection(collection).document(doc_id)
-            document.set(nested, merge=[FieldPath(*path)], retry=RETRY, timeout=TIMEOUT)
+            document.set(
+                deep_merge(merged, nested),
+                merge=[FieldPath(*path), *(FieldPath(*leaf) for leaf in leaves)],
+                retry=RETRY,
+                timeout=TIMEOUT,
+            )
 
     def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:
         """Create the lease, or take over an expired one with an update conditioned on the

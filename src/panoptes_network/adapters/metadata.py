@@ -40,9 +40,12 @@ class MetadataStore(Protocol):
         """Create or update the document, merging nested maps key by key."""
         ...
 
-    def replace_field(self, collection: str, doc_id: str, path: tuple[str, ...], value: Any) -> None:
-        """Set one (nested) field to ``value`` as a whole, not merged with what was there;
-        the rest of the document is kept, and the document is created when missing."""
+    def replace_field(
+        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: Mapping[str, Any] | None = None
+    ) -> None:
+        """Set one (nested) field to ``value`` as a whole, not merged with what was there, and
+        merge ``also_merge`` as ``merge`` does, in one atomic write (readers never see one
+        without the other); the rest of the document is kept, and it is created when missing."""
         ...
 
     def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:

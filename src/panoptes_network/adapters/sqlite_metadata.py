@@ -98,9 +98,11 @@ class SqliteMetadata:
         with self._transaction() as db:
             self._merge(db, collection, doc_id, lambda current: deep_merge(current, fields))
 
-    def replace_field(self, collection: str, doc_id: str, path: tuple[str, ...], value: Any) -> None:
+    def replace_field(
+        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: Mapping[str, Any] | None = None
+    ) -> None:
         def change(current: dict[str, Any]) -> dict[str, Any]:
-            updated = dict(current)
+            updated = deep_merge(current, also_merge or {})
             node = updated
             for key in path[:-1]:
                 node[key] = dict(node[key]) if isinstance(node.get(key), dict) else {}
