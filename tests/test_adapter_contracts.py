@@ -110,6 +110,25 @@ def test_delete_needs_the_live_generation(store: tuple[Storage, str]) -> None:
         storage_.delete(ref)
 
 
+def test_replace_needs_the_live_generation_and_makes_a_new_one(store: tuple[Storage, str]) -> None:
+    storage_, bucket = store
+    first = storage_.write_new(bucket, RAW, b"first result")
+    with pytest.raises(PreconditionFailed):
+        storage_.replace(ObjectRef(bucket, RAW, first.generation + 1), b"never written")
+    assert storage_.read(first) == b"first result"
+
+    second = storage_.replace(first, b"second result", "application/fits")
+    assert second.generation != first.generation
+    assert storage_.read(second) == b"second result"
+    assert storage_.stat(bucket, RAW).ref == second  # type: ignore[union-attr]
+    with pytest.raises(NotFound):
+        storage_.read(first)
+    with pytest.raises(PreconditionFailed):  # the compared generation is gone: never overwrite the newer one
+        storage_.replace(first, b"stale rerun")
+    with pytest.raises(NotFound):
+        storage_.replace(ObjectRef(bucket, RAW + ".missing", 1), b"nothing there")
+
+
 def test_binary_content_round_trips(store: tuple[Storage, str]) -> None:
     storage_, bucket = store
     data = bytes(range(256)) * 3

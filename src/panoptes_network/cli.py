@@ -17,11 +17,14 @@ from tqdm import tqdm
 
 from .adapters.metadata import GeoPoint
 from .adapters.sqlite_metadata import SqliteMetadata
-from .context import local_context
+from .context import Context, local_context
 from .errors import PipelineError
-from .embedded import FileReport, process, record_failed, record_of
+from .embedded import FAILED_OUTCOMES, EmbeddedRunner, FileReport, process, record_failed, record_of
 from .logs import configure_logging
+from .reprocessing import parse_since
 from .settings import DEFAULT_DATA_DIR, Settings
+from .status import ImageStatus
+from .topology import load_topology
 
 DESCRIPTION = """\
 Process PANOPTES images on this machine, through the same steps the cloud services run.
@@ -38,6 +41,7 @@ examples:
   panoptes-network process --json unsolved.fits one JSON record per image on stdout
   panoptes-network status PAN001_XXXXXX_20160909T081314
   panoptes-network header gs://panoptes-raw-images/PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz
+  panoptes-network reprocess --status unsolved  solve every unsolved image again
   panoptes-network stack                        the local cloud stack, until Ctrl-C
 """
 
@@ -221,17 +225,27 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_gaps(args: argparse.Namespace) -> int:
-    from .chain_gaps import find_gaps
+def _open_records(args: argparse.Namespace) -> tuple[Context, EmbeddedRunner | None] | None:
+    """With --cloud, Cloud Storage, Pub/Sub and Firestore (or the local stack's emulators); else
+    the data directory, with an embedded runner to process what gets published. None: no records."""
     from .context import cloud_context
 
     if args.cloud:
-        context = cloud_context(Settings.from_env())
-    else:
-        if not (args.data_dir / "metadata.sqlite").exists():
-            print(f"panoptes-network: no records in {args.data_dir}/ (run 'process' first)", file=sys.stderr)
-            return 2
-        context, _ = local_context(Settings.from_env({**os.environ, "PANOPTES_DATA_DIR": str(args.data_dir)}), args.data_dir)
+        return cloud_context(Settings.from_env()), None
+    if not (args.data_dir / "metadata.sqlite").exists():
+        print(f"panoptes-network: no records in {args.data_dir}/ (run 'process' first)", file=sys.stderr)
+        return None
+    runner = EmbeddedRunner(args.data_dir, Settings.from_env({**os.environ, "PANOPTES_DATA_DIR": str(args.data_dir)}))
+    return runner.context, runner
+
+
+def cmd_gaps(args: argparse.Namespace) -> int:
+    from .chain_gaps import find_gaps
+
+    opened = _open_records(args)
+    if opened is None:
+        return 2
+    context, _ = opened
     gaps = list(find_gaps(context.storage, context.metadata, context.settings.bucket("raw")))
     if args.json:
         for gap in gaps:
@@ -240,6 +254,48 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         _print_table([(g.identity, g.image_id or "-", g.status or "-", g.why) for g in gaps], ("OBJECT", "IMAGE", "STATUS", "WHY"), sys.stdout)
         print(f"{len(gaps)} unfinished", file=sys.stderr)
     return 1 if gaps else 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    from .reprocessing import Pace, Selection, new_token, plan_rerun, publish, select_images
+
+    opened = _open_records(args)
+    if opened is None:
+        return 2
+    context, runner = opened
+    if runner is not None:
+        configure_logging(open(args.data_dir / "pipeline.log", "a", buffering=1))
+    selection = Selection(tuple(args.status or ()), args.unit, args.since, args.step)
+    token, pace = new_token(), Pace(args.rate if runner is None else None)
+    images = list(select_images(context, selection))
+    rows: list[dict[str, Any]] = []
+    with tqdm(images, desc="reprocess", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
+        for image_id, image in bar:
+            rerun = plan_rerun(context, image_id, image, selection.step, token)
+            row = {"image_id": image_id, "step": rerun.step, "status": image.get("status")}
+            if rerun.skipped or args.dry_run:
+                row |= {"result": "skipped", "note": rerun.skipped} if rerun.skipped else {"result": "planned", "note": rerun.topic}
+            else:
+                pace.wait()
+                row |= {"result": "published", "note": publish(context, rerun)}
+                if runner is not None:  # embedded: run the chain now, as the services would
+                    failures = [h for h in runner.drain() if h.outcome in FAILED_OUTCOMES]
+                    final = context.metadata.get("images", image_id) or {}
+                    row |= {"result": "failed" if failures else "done", "status": final.get("status")}
+                    row["note"] = "; ".join(f"{h.step}: {h.reason}" for h in failures) or f"now {final.get('status')}"
+            rows.append(row)
+            if args.json:
+                tqdm.write(json.dumps(row), file=sys.stdout)
+    counts = {result: sum(r["result"] == result for r in rows) for result in ("published", "done", "failed", "skipped", "planned")}
+    if rows and not args.json and not args.quiet:
+        _print_table(
+            [(r["image_id"], r["step"] or "-", r["status"] or "-", r["result"], r["note"] or "") for r in rows],
+            ("IMAGE", "STEP", "STATUS", "RESULT", "NOTE"),
+            sys.stdout,
+        )
+    summary = ", ".join(f"{n} {result}" for result, n in counts.items() if n) or "nothing"
+    print(f"{len(rows)} image(s) matched: {summary} (rerun {token})", file=sys.stderr)
+    return 1 if counts["failed"] else 0
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -326,6 +382,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gaps.add_argument("--cloud", action="store_true", help="Cloud Storage and Firestore of GOOGLE_CLOUD_PROJECT")
     gaps.set_defaults(func=cmd_gaps)
+
+    reprocess = commands.add_parser(
+        "reprocess",
+        parents=[data_dir, as_json],
+        help="re-run chosen images through a step (backfill: e.g. solve every unsolved image again)",
+        description="Select images by status, unit and date, rebuild the message of a step from each "
+        "image's record and publish it with a fresh rerun token: the step runs again even though it "
+        "finished before, replaces its own derived outputs (never raw uploads) and passes the token down "
+        "the chain; counters are not counted twice. Without --step each image re-runs its latest step, "
+        "where its chain stopped. Embedded data by default (processed at once); --cloud publishes to "
+        "Pub/Sub of GOOGLE_CLOUD_PROJECT (or the local stack through *_EMULATOR_HOST) at --rate.",
+        epilog="examples:\n"
+        "  panoptes-network reprocess --status unsolved --step plate-solver\n"
+        "  panoptes-network reprocess --cloud --status error --unit PAN001 --since 2026-11-01 --rate 5\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    reprocess.add_argument(
+        "--status", action="append", choices=[s.value for s in ImageStatus], help="images with this status (repeatable)"
+    )
+    reprocess.add_argument("--unit", help="images of this unit (e.g. PAN001)")
+    reprocess.add_argument("--since", type=parse_since, metavar="DATE", help="images taken at or after DATE (ISO 8601, UTC)")
+    reprocess.add_argument("--step", choices=[s.name for s in load_topology().services], help="the step to re-run")
+    reprocess.add_argument("--rate", type=float, default=10.0, help="messages a second with --cloud (default: %(default)s)")
+    reprocess.add_argument("--dry-run", action="store_true", help="show what would be published; publish nothing")
+    reprocess.add_argument("--cloud", action="store_true", help="Pub/Sub and Firestore of GOOGLE_CLOUD_PROJECT")
+    reprocess.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
+    reprocess.set_defaults(func=cmd_reprocess)
 
     dlq = commands.add_parser(
         "dlq",

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 TRANSIENT_RETRIES = 3
 RETRY_BACKOFF_SECONDS = 0.5
 FAILED_STATES = ("rejected", "error", "conflict")
+FAILED_OUTCOMES = (Outcome.REJECTED, Outcome.ERROR, Outcome.TRANSIENT, Outcome.MALFORMED)
 
 
 @dataclasses.dataclass
@@ -48,7 +49,7 @@ class FileReport:
     def failed(self) -> bool:
         if self.error is not None:
             return True
-        return any(h.outcome in (Outcome.REJECTED, Outcome.ERROR, Outcome.TRANSIENT, Outcome.MALFORMED) for h in self.handled)
+        return any(h.outcome in FAILED_OUTCOMES for h in self.handled)
 
 
 class EmbeddedRunner:

@@ -39,6 +39,15 @@ class ObjectRef:
         """The identity made safe as a Firestore document id (no ``/``)."""
         return quote(self.identity, safe="")
 
+    @classmethod
+    def from_identity(cls, identity: str) -> ObjectRef:
+        """The inverse of ``identity`` (``bucket/name#generation``), as step records store it."""
+        location, _, generation = identity.rpartition("#")
+        bucket, _, name = location.partition("/")
+        if not bucket or not name or not generation.isdigit():
+            raise ValueError(f"not an object identity (bucket/name#generation): {identity!r}")
+        return cls(bucket, name, int(generation))
+
 
 @dataclasses.dataclass(frozen=True)
 class PushMessage:
@@ -121,6 +130,7 @@ class ObjectEvent:
     ref: ObjectRef
     size: int | None = None
     content_type: str | None = None
+    rerun: str | None = None  # set by ``reprocess`` (a ``rerun`` attribute): run again even if done
 
 
 def parse_storage_notification(message: PushMessage) -> ObjectEvent:
@@ -149,7 +159,7 @@ def parse_storage_notification(message: PushMessage) -> ObjectEvent:
         raw_size = resource.get("size")
         size = int(raw_size) if isinstance(raw_size, (int, str)) and str(raw_size).isdigit() else None
         content_type = resource.get("contentType") if isinstance(resource.get("contentType"), str) else None
-    return ObjectEvent(attrs["eventType"], ref, size, content_type)
+    return ObjectEvent(attrs["eventType"], ref, size, content_type, attrs.get("rerun") or None)
 
 
 def storage_notification(ref: ObjectRef, size: int, content_type: str | None = None) -> tuple[bytes, dict[str, str]]:
@@ -175,14 +185,23 @@ def storage_notification(ref: ObjectRef, size: int, content_type: str | None = N
 
 @dataclasses.dataclass(frozen=True)
 class StepMessage:
-    """What one step tells the next: the exact input object and the ids it belongs to."""
+    """What one step tells the next: the exact input object and the ids it belongs to.
+
+    ``rerun`` marks a requested re-run (``panoptes-network reprocess``): a step that already
+    finished this input runs again once per rerun token, and passes the token on (``then``).
+    """
 
     ref: ObjectRef
     image_id: str
     sequence_id: str
     extra: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    rerun: str | None = None
 
     REQUIRED = ("bucket", "name", "generation", "image_id", "sequence_id")
+
+    def then(self, ref: ObjectRef, extra: Mapping[str, Any]) -> StepMessage:
+        """The message for the next step about the same image (a rerun stays a rerun)."""
+        return StepMessage(ref, self.image_id, self.sequence_id, extra, self.rerun)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -192,6 +211,7 @@ class StepMessage:
             "generation": self.ref.generation,
             "image_id": self.image_id,
             "sequence_id": self.sequence_id,
+            **({"rerun": self.rerun} if self.rerun else {}),
         }
 
     def encode(self) -> tuple[bytes, dict[str, str]]:
@@ -211,6 +231,9 @@ def parse_step_message(message: PushMessage) -> StepMessage:
     for key in ("bucket", "name", "image_id", "sequence_id"):
         if not isinstance(data[key], str) or not data[key]:
             raise MalformedRequest(f"step message field {key!r} must be a non-empty string")
+    rerun = data.get("rerun")
+    if rerun is not None and (not isinstance(rerun, str) or not rerun):
+        raise MalformedRequest("step message field 'rerun' must be a non-empty string when present")
     ref = ObjectRef(data["bucket"], data["name"], _generation(data["generation"], "generation"))
-    extra = {k: v for k, v in data.items() if k not in StepMessage.REQUIRED}
-    return StepMessage(ref, data["image_id"], data["sequence_id"], extra)
+    extra = {k: v for k, v in data.items() if k not in (*StepMessage.REQUIRED, "rerun")}
+    return StepMessage(ref, data["image_id"], data["sequence_id"], extra, rerun)

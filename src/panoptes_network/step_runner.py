@@ -104,10 +104,16 @@ def previous_run(context: Context, step: str, image_id: str) -> dict[str, Any]:
     return ((context.metadata.get("images", image_id) or {}).get("steps") or {}).get(step) or {}
 
 
-def done_before(context: Context, step: str, image_id: str, ref: ObjectRef) -> bool:
-    """Whether the step already finished this exact input (a redelivery answers at once)."""
+def done_before(context: Context, step: str, image_id: str, step_input: StepInput) -> bool:
+    """Whether the step already finished this exact input (a redelivery answers at once).
+
+    A rerun (``reprocess``) is done only once its own token is recorded; a message without a
+    token is done by any finished run of the input, so a late redelivery never repeats work.
+    """
     previous = previous_run(context, step, image_id)
-    return previous.get("input") == ref.identity and previous.get("state") == StepState.DONE.value
+    if previous.get("input") != step_input.ref.identity or previous.get("state") != StepState.DONE.value:
+        return False
+    return step_input.rerun is None or previous.get("rerun") == step_input.rerun
 
 
 def image_id_of(step_input: StepInput) -> str | None:
@@ -123,36 +129,41 @@ def image_id_of(step_input: StepInput) -> str | None:
 def _record_step(
     context: Context,
     step: str,
-    ref: ObjectRef,
+    step_input: StepInput,
     image_id: str,
     message_id: str,
     record: Mapping[str, Any],
     image_fields: Mapping[str, Any] | None = None,
 ) -> None:
     """Replace the step's record on the image (it describes the latest run, nothing older) and
-    merge the step's image fields, in one write: a reader never sees a status without its record."""
+    merge the step's image fields, in one write: a reader never sees a status without its record.
+
+    The record keeps what rebuilds the step's message (input, extra, rerun), for ``reprocess``."""
     fields = {
-        "input": ref.identity,
+        "input": step_input.ref.identity,
         "message_id": message_id,
         "finished": now(),
         "software_version": __version__,
+        **({"extra": dict(step_input.extra)} if isinstance(step_input, StepMessage) and step_input.extra else {}),
+        **({"rerun": step_input.rerun} if step_input.rerun else {}),
         **record,
     }
     context.metadata.replace_field("images", image_id, ("steps", step), fields, image_fields)
 
 
 def _record_done(
-    context: Context, step: str, ref: ObjectRef, image_id: str, message_id: str, result: StepResult
+    context: Context, step: str, step_input: StepInput, image_id: str, message_id: str, result: StepResult
 ) -> None:
-    """The step record, the step's image fields, and the status if it moves the image forward."""
+    """The step record, the step's image fields, and the status if it moves the image forward
+    (or whatever it is after a requested rerun: the rerun's result is the image's latest word)."""
     fields = dict(result.fields)
     if result.status is not None:
         current = (context.metadata.get("images", image_id) or {}).get("status")
         along_chain = {s.value: s for s in CHAIN_ORDER}  # a success replaces rejected/error
-        if current not in along_chain or result.status.rank >= along_chain[current].rank:
+        if step_input.rerun or current not in along_chain or result.status.rank >= along_chain[current].rank:
             fields["status"] = result.status.value
     record = {"state": StepState.DONE.value, "published": dict(result.published), **result.record}
-    _record_step(context, step, ref, image_id, message_id, record, fields)
+    _record_step(context, step, step_input, image_id, message_id, record, fields)
 
 
 def _record_object(context: Context, step: str, ref: ObjectRef, status: ObjectStatus, reason: str) -> None:
@@ -182,7 +193,7 @@ def _record_failure(
         return
     image_status = ImageStatus.REJECTED if state is StepState.REJECTED else ImageStatus.ERROR
     record = {**error.details, "state": state.value, "error_class": error.error_class, "error": error.message}
-    _record_step(context, step, step_input.ref, image_id, message_id, record, {"status": image_status.value})
+    _record_step(context, step, step_input, image_id, message_id, record, {"status": image_status.value})
 
 
 def _execute(service: Service, step: Step, context: Context, message: PushMessage) -> tuple[Outcome, dict[str, Any]]:
@@ -215,7 +226,7 @@ def _handle(
     try:
         result = step.handle(context, step_input)
         if image_id is not None and result.outcome is Outcome.DONE:
-            _record_done(context, service.name, step_input.ref, image_id, message.message_id, result)
+            _record_done(context, service.name, step_input, image_id, message.message_id, result)
     except NotFound as exc:  # the message names an object (or generation) that is gone for good
         gone = BadInput(f"{exc.message} (the message names an object that no longer exists)", exc.nested)
         _record_failure(context, service.name, step_input, message.message_id, gone, StepState.REJECTED)

@@ -71,6 +71,14 @@ class FolderStorage:
         return ObjectInfo(ObjectRef(bucket, name, st.st_mtime_ns), st.st_size, None, updated)
 
     def write_new(self, bucket: str, name: str, data: bytes, content_type: str | None = None) -> ObjectRef:
+        return self._write(bucket, name, data, content_type, replace=False)
+
+    def replace(self, ref: ObjectRef, data: bytes, content_type: str | None = None) -> ObjectRef:
+        require_live_generation(self, ref)
+        return self._write(ref.bucket, ref.name, data, content_type, replace=True)
+
+    def _write(self, bucket: str, name: str, data: bytes, content_type: str | None, replace: bool) -> ObjectRef:
+        """The new content, complete and fsync'd, appears under the name in one step."""
         path = self._path(bucket, name)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
@@ -80,12 +88,16 @@ class FolderStorage:
                 handle.flush()
                 os.fsync(handle.fileno())
             os.utime(temp, ns=(time.time_ns(), time.time_ns()))
-            try:
-                os.link(temp, path)
-            except FileExistsError as exc:
-                raise AlreadyExists(f"{bucket}/{name} already exists", exc) from exc
+            if replace:
+                os.replace(temp, path)
+            else:
+                try:
+                    os.link(temp, path)
+                except FileExistsError as exc:
+                    raise AlreadyExists(f"{bucket}/{name} already exists", exc) from exc
         finally:
-            os.unlink(temp)
+            with contextlib.suppress(FileNotFoundError):  # os.replace moved it into place
+                os.unlink(temp)
         st = path.stat()
         ref = ObjectRef(bucket, name, st.st_mtime_ns)
         if self.on_finalize is not None:

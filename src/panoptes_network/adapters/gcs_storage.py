@@ -124,12 +124,28 @@ class GcsStorage:
         return None if blob is None else _info(blob)
 
     def write_new(self, bucket: str, name: str, data: bytes, content_type: str | None = None) -> ObjectRef:
+        return self._upload(bucket, name, data, content_type, 0, AlreadyExists)
+
+    def replace(self, ref: ObjectRef, data: bytes, content_type: str | None = None) -> ObjectRef:
+        require_live_generation(self, ref)  # fake-gcs-server may not enforce the precondition below
+        return self._upload(ref.bucket, ref.name, data, content_type, ref.generation, PreconditionFailed)
+
+    def _upload(
+        self,
+        bucket: str,
+        name: str,
+        data: bytes,
+        content_type: str | None,
+        if_generation_match: int,
+        on_precondition: type[AlreadyExists | PreconditionFailed],
+    ) -> ObjectRef:
+        """One upload under a generation precondition (0: the object must not exist)."""
         blob = self.client.bucket(bucket).blob(name)
-        with _errors(f"{bucket}/{name}", on_precondition=AlreadyExists):
+        with _errors(f"{bucket}/{name}", on_precondition=on_precondition):
             blob.upload_from_string(
                 data,
                 content_type=content_type or "application/octet-stream",
-                if_generation_match=0,
+                if_generation_match=if_generation_match,
                 timeout=TIMEOUT,
                 retry=RETRY,
             )

@@ -49,6 +49,10 @@ class Storage(Protocol):
         """Create an object that must not exist yet; return its new generation."""
         ...
 
+    def replace(self, ref: ObjectRef, data: bytes, content_type: str | None = None) -> ObjectRef:
+        """Overwrite the object only if its live generation is ``ref.generation``; return the new one."""
+        ...
+
     def delete(self, ref: ObjectRef) -> None:
         """Delete the object only if its live generation is ``ref.generation``."""
         ...

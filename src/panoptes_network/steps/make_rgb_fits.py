@@ -34,7 +34,7 @@ def handle(context: Context, message: StepMessage) -> StepResult:
     name = parse_raw_name(ref.name)
     if name.kind is not FileKind.RAW:
         raise BadInput(f"{ref.name} is not a camera raw (extension .{name.extension})")
-    if done_before(context, NAME, message.image_id, ref):
+    if done_before(context, NAME, message.image_id, message):
         return StepResult(Outcome.ALREADY_DONE, reason="already converted")
     try:
         data = context.storage.read(ref)
@@ -51,13 +51,16 @@ def handle(context: Context, message: StepMessage) -> StepResult:
         },
         "preview": (rgb_bucket, f"{name.base_path}.jpg", products.jpeg, "image/jpeg"),
     }
-    states = {key: store_output(context.storage, *output).state for key, output in outputs.items()}
+    rerun = message.rerun is not None  # a rerun replaces our colour products, never the raw bucket's FITS
+    states = {
+        key: store_output(context.storage, *output, replace=rerun and key != "raw_fits").state for key, output in outputs.items()
+    }
     conflicts = [outputs[key][1] for key, state in states.items() if state == "kept" and key != "raw_fits"]
     for conflict in conflicts:
         log(logger, "WARNING", f"{conflict} already exists with other content; left as it is")
     locations = {key: f"{bucket}/{path}" for key, (bucket, path, _, _) in outputs.items()}
     raw_note = {"written": "made here", "identical": "made here (already written)", "kept": "the unit's own, left"}
-    new = sorted(key for key, state in states.items() if state == "written")
+    new = sorted(key for key, state in states.items() if state in ("written", "replaced"))
     record = {
         "outputs": locations,
         "written": new,

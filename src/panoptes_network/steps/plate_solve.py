@@ -36,13 +36,13 @@ from ..logs import log
 from ..messages import ObjectRef, StepMessage
 from ..names import parse_raw_name
 from ..outcomes import Outcome
-from ..outputs import IDENTICAL, KEPT, store_output
+from ..outputs import IDENTICAL, KEPT, REPLACED, store_output
 from ..quick_look import QuickLookSettings, render
 from ..reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
 from ..sources_table import sources_parquet
 from ..stamp_database import pixels_to_bytes, replace_image_stamps
-from ..status import ImageStatus, StepState
-from ..step_runner import Step, StepResult, previous_run
+from ..status import ImageStatus
+from ..step_runner import Step, StepResult, done_before, previous_run
 
 NAME = "plate-solver"
 logger = logging.getLogger(__name__)
@@ -115,15 +115,18 @@ def processed_header(raw: fits.Header, analysis: FrameAnalysis, background: Obje
     return header
 
 
-def write_output(context: Context, bucket: str, name: str, data: bytes, content_type: str) -> dict[str, Any]:
-    """Create-only write; an existing object with the same content is a redelivery, anything else a kept conflict."""
-    stored = store_output(context.storage, bucket, name, data, content_type)
+def write_output(context: Context, message: StepMessage, bucket: str, name: str, data: bytes, content_type: str) -> dict[str, Any]:
+    """Create-only write; an existing object with the same content is a redelivery, anything else
+    a kept conflict, unless this run is a requested rerun (then it is replaced)."""
+    stored = store_output(context.storage, bucket, name, data, content_type, replace=message.rerun is not None)
     entry: dict[str, Any] = {"name": f"{bucket}/{name}", "generation": stored.ref.generation if stored.ref else None}
     if stored.state == IDENTICAL:
         entry["existing"] = "identical"
     elif stored.state == KEPT:
         log(logger, "WARNING", "output exists with different content; kept", output=f"{bucket}/{name}")
         entry["existing"] = "different (kept)"
+    elif stored.state == REPLACED:
+        entry["existing"] = "different (replaced by this rerun)"
     return entry
 
 
@@ -160,9 +163,9 @@ def store_outputs(
         frame, analysis.solution.wcs, analysis.geometry, np.column_stack((matched.x, matched.y)), matched.flux, settings.quick_look
     )
     outputs = {
-        "processed": write_output(context, bucket, f"{base}.fits.fz", processed, "application/fits"),
-        "quick_look": write_output(context, bucket, f"{base}.png", png, "image/png"),
-        "sources": write_output(context, bucket, f"{base}-sources.parquet", sources_parquet(rows), "application/vnd.apache.parquet"),
+        "processed": write_output(context, message, bucket, f"{base}.fits.fz", processed, "application/fits"),
+        "quick_look": write_output(context, message, bucket, f"{base}.png", png, "image/png"),
+        "sources": write_output(context, message, bucket, f"{base}-sources.parquet", sources_parquet(rows), "application/vnd.apache.parquet"),
     }
     database = settings.database(context.settings.data_dir)
     stored = replace_image_stamps(
@@ -175,11 +178,8 @@ def store_outputs(
 def process(context: Context, message: StepMessage, settings: PlateSolveSettings) -> StepResult:
     """The whole step with explicit settings (``handle`` uses the defaults)."""
     background = background_ref(message)
-    previous = previous_run(context, NAME, message.image_id)
-    if (
-        previous.get("input") == message.ref.identity
-        and previous.get("background") == background.identity
-        and previous.get("state") == StepState.DONE.value
+    if done_before(context, NAME, message.image_id, message) and (
+        previous_run(context, NAME, message.image_id).get("background") == background.identity
     ):
         return StepResult(Outcome.ALREADY_DONE, reason="already plate-solved")
     frame, rms, header, sky_level = load_frame(context, message, background)

@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 def handle(context: Context, message: StepMessage) -> StepResult:
     ref = message.ref
-    if done_before(context, NAME, message.image_id, ref):
+    if done_before(context, NAME, message.image_id, message):
         return StepResult(Outcome.ALREADY_DONE, reason="header already recorded")
     name = parse_raw_name(ref.name)
     header, bytes_read, size_needed = read_image_header(partial(context.storage.read_range, ref), ref.identity)
@@ -57,7 +57,7 @@ def handle(context: Context, message: StepMessage) -> StepResult:
         {"sequence_id": name.sequence_id, "unit_id": name.unit_id, "exptime": exptime},
         {("observations", name.sequence_id): counts, ("units", name.unit_id): counts},
     )
-    next_message = StepMessage(ref, name.image_id, name.sequence_id, {"file_kind": name.kind.value})
+    next_message = message.then(ref, {"file_kind": name.kind.value})
     message_id = context.publish(NEXT_TOPIC, next_message)
     return StepResult(
         reason=f"{len(header)} cards recorded from {bytes_read} bytes",

@@ -41,7 +41,7 @@ def handle(context: Context, event: ObjectEvent) -> StepResult:
         raise Ignored(f"bucket {event.ref.bucket} is not the raw bucket {raw_bucket}")
     name = parse_raw_name(event.ref.name)
     topic = route_for(name)
-    if done_before(context, NAME, name.image_id, event.ref):
+    if done_before(context, NAME, name.image_id, event):
         return StepResult(Outcome.ALREADY_DONE, reason=f"already routed to {topic}")
     context.metadata.create(
         "images",
@@ -56,7 +56,7 @@ def handle(context: Context, event: ObjectEvent) -> StepResult:
             "received": now(),
         },
     )
-    message = StepMessage(event.ref, name.image_id, name.sequence_id, {"file_kind": name.kind.value})
+    message = StepMessage(event.ref, name.image_id, name.sequence_id, {"file_kind": name.kind.value}, event.rerun)
     message_id = context.publish(topic, message)
     return StepResult(reason=f"routed to {topic}", published={topic: message_id}, record={"routed_to": topic})
 

@@ -39,7 +39,7 @@ def background_name(raw_name: str) -> str:
 
 
 def handle(context: Context, message: StepMessage) -> StepResult:
-    if done_before(context, NAME, message.image_id, message.ref):
+    if done_before(context, NAME, message.image_id, message):
         return StepResult(Outcome.ALREADY_DONE, reason="background already stored and published")
     target = background_name(message.ref.name)
     try:
@@ -50,7 +50,9 @@ def handle(context: Context, message: StepMessage) -> StepResult:
     background = estimate(hdu.data, hdu.header, SETTINGS)
     stats = summary(background)
     bucket = context.settings.bucket("backgrounds")
-    stored = store_output(context.storage, bucket, target, to_fits(background, SETTINGS), "application/fits")
+    stored = store_output(
+        context.storage, bucket, target, to_fits(background, SETTINGS), "application/fits", replace=message.rerun is not None
+    )
     written = stored.ref
     record = {
         "output": f"{bucket}/{target}",
@@ -63,7 +65,7 @@ def handle(context: Context, message: StepMessage) -> StepResult:
         log(logger, "WARNING", reason, input=message.ref.identity)
         return StepResult(reason=reason, record={**record, "conflict": reason})
     extra = {"background": {"bucket": written.bucket, "name": written.name, "generation": written.generation}}
-    message_id = context.publish(NEXT_TOPIC, StepMessage(message.ref, message.image_id, message.sequence_id, extra))
+    message_id = context.publish(NEXT_TOPIC, message.then(message.ref, extra))
     medians = ", ".join(f"{name} {c['median']:.1f}" for name, c in stats["channels"].items())
     return StepResult(
         reason=f"background {medians} ADU above black",
