@@ -100,6 +100,37 @@ def test_step_message_round_trip() -> None:
     assert parse_step_message(PushMessage("1", data, attributes)) == message
 
 
+@given(
+    bucket=st.from_regex(r"[a-z0-9][a-z0-9._-]{1,20}", fullmatch=True),
+    name=st.text(min_size=1, max_size=40).filter(lambda n: "\x00" not in n),
+    generation=st.integers(min_value=1, max_value=2**63),
+)
+def test_an_identity_parses_back_to_its_ref(bucket: str, name: str, generation: int) -> None:
+    ref = ObjectRef(bucket, name, generation)
+    assert ObjectRef.from_identity(ref.identity) == ref
+
+
+@pytest.mark.parametrize("identity", ["bucket-only#3", "b/n#", "b/n#x", "/n#1", "b/n"])
+def test_a_malformed_identity_says_so(identity: str) -> None:
+    with pytest.raises(ValueError, match="identity"):
+        ObjectRef.from_identity(identity)
+
+
+def test_a_rerun_token_round_trips_and_is_passed_on() -> None:
+    message = StepMessage(ObjectRef("b", "PAN001/x", 7), "PAN001_a_b", "PAN001_a_c", {"file_kind": "fits"}, "reprocess-1")
+    data, attributes = message.encode()
+    parsed = parse_step_message(PushMessage("1", data, attributes))
+    assert parsed == message and parsed.extra == {"file_kind": "fits"}
+    following = parsed.then(ObjectRef("c", "PAN001/y", 8), {"background": 1})
+    assert (following.rerun, following.image_id, following.extra) == ("reprocess-1", "PAN001_a_b", {"background": 1})
+    assert "rerun" not in StepMessage(message.ref, "i", "s").to_json()
+
+    notification, notification_attributes = storage_notification(message.ref, 10)
+    event = parse_storage_notification(PushMessage("2", notification, {**notification_attributes, "rerun": "reprocess-2"}))
+    assert event.rerun == "reprocess-2"
+    assert parse_storage_notification(PushMessage("3", notification, notification_attributes)).rerun is None
+
+
 @pytest.mark.parametrize(
     ("fields", "attributes", "why"),
     [
@@ -108,6 +139,8 @@ def test_step_message_round_trip() -> None:
         ({"bucket": "", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s"}, {"schema_version": "1"}, "bucket"),
         ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s"}, {}, "schema_version"),
         ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s"}, {"schema_version": "9"}, "schema_version"),
+        ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s", "rerun": 5}, {"schema_version": "1"}, "rerun"),
+        ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s", "rerun": ""}, {"schema_version": "1"}, "rerun"),
     ],
 )
 def test_bad_step_messages_say_why(fields: dict, attributes: dict, why: str) -> None:
