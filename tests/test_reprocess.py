@@ -164,3 +164,17 @@ def test_selection_by_unit_status_and_date(data_dir: Path) -> None:
 def test_reprocess_of_an_empty_data_dir_says_so(tmp_path: Path, capsys) -> None:
     assert main(["reprocess", "--data-dir", str(tmp_path)]) == 2
     assert "no records" in capsys.readouterr().err
+
+
+def test_a_rerun_from_image_received_carries_its_token_through_the_notification(data_dir: Path, capsys) -> None:
+    runner = EmbeddedRunner(data_dir)
+    counts_before = counters(runner)
+    capsys.readouterr()
+    assert main(["reprocess", "--json", "--quiet", "--data-dir", str(data_dir), "--unit", "PAN002", "--step", "image-received"]) == 0
+    [row] = rows_of(capsys.readouterr().out)
+    assert (row["image_id"], row["result"], row["status"]) == (UNSOLVED, "done", "unsolved")
+    steps = runner.metadata.get("images", UNSOLVED)["steps"]
+    tokens = {steps[step].get("rerun") for step in ("image-received", "record-image", "subtract-background", "plate-solver")}
+    assert len(tokens) == 1 and None not in tokens
+    assert steps["compress-fits"].get("rerun") is None  # not downstream of the .fits.fz
+    assert counters(runner) == counts_before
