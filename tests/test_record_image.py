@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from pathlib import Path
@@ -158,6 +159,11 @@ def deliver_many(context: Context, messages, copies: int) -> list[Outcome]:
     return outcomes
 
 
+def reruns(messages: list) -> list:
+    """The same messages as two ``reprocess`` runs would publish them (each token runs the step again)."""
+    return [dataclasses.replace(m, rerun=f"reprocess-{i % 2}") for i, m in enumerate(messages * 2)]
+
+
 def frames(context: Context, count: int) -> list:
     refs = []
     for i in range(count):
@@ -184,6 +190,9 @@ def test_counters_are_exact_under_redelivery_and_concurrency_sqlite(tmp_path: Pa
     check_counts(context, 3)
     deliver_many(context, messages, copies=1)  # a late redelivery of all of them
     check_counts(context, 3)
+    mixed = deliver_many(context, messages + reruns(messages), copies=2)  # reprocessing mixed with redeliveries
+    assert Outcome.DONE in mixed  # the reruns really ran the step again
+    check_counts(context, 3)
 
 
 @pytest.mark.stack
@@ -197,6 +206,9 @@ def test_counters_are_exact_under_redelivery_and_concurrency_firestore(tmp_path:
     assert set(outcomes) <= {Outcome.DONE, Outcome.ALREADY_DONE, Outcome.TRANSIENT}, outcomes
     check_counts(context, 3)
     deliver_many(context, messages, copies=2)
+    check_counts(context, 3)
+    mixed = deliver_many(context, messages + reruns(messages), copies=2)  # reprocessing mixed with redeliveries
+    assert Outcome.DONE in mixed  # the reruns really ran the step again
     check_counts(context, 3)
 
 
