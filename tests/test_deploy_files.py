@@ -1,4 +1,5 @@
-"""The generated deployment files: Dockerfiles, cloudbuild.yaml and cloudbuild-service.yaml.
+"""The generated deployment files: Dockerfiles, cloudbuild.yaml, cloudbuild-service.yaml, the
+Cloud SQL schema file and the README's topology block.
 
 Docker and Cloud Build cannot run here, so the files are parsed and checked: each one equals
 what the generator writes from the topology today (no drift), each Dockerfile installs
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from panoptes_network.deploy.build_files import cloud_build_names, generated_files
+from panoptes_network.deploy.__main__ import expected_files
+from panoptes_network.deploy.build_files import cloud_build_names
 from panoptes_network.deploy.service_commands import invoker_binding_args, run_deploy_args
 from panoptes_network.deploy.service_config import ServiceDeployment, service_deployments
 from panoptes_network.topology import load_topology
@@ -32,7 +34,8 @@ def parse_dockerfile(text: str) -> list[tuple[str, str]]:
 
 
 def test_committed_files_are_what_the_topology_generates() -> None:
-    expected = generated_files(DEPLOYMENTS, load_topology().buckets)
+    expected = expected_files(ROOT)
+    assert {"README.md", "resources/cloud-sql-schema.sql", "cloudbuild.yaml"} <= {str(p) for p in expected}
     stale = [str(p) for p, text in expected.items() if not (ROOT / p).exists() or (ROOT / p).read_text() != text]
     assert not stale, f"out of date (run bin/deploy files): {stale}"
 

@@ -2,9 +2,10 @@
 
 No Google Cloud project is reachable here, so gcloud is replaced by a fake on PATH: a small
 script, written by the tests, that answers read commands (describe, list, get-iam-policy) from
-a state file, answers NOT_FOUND for anything not in it, and logs every call. It is a mock of
-something that cannot run here; what it checks is our side: which reads we make, what we plan
-from their answers, and that a dry run never runs a change.
+a state file, answers NOT_FOUND for anything not in it, and logs every call; a change listed
+under ``after`` adds read answers (creating the Cloud SQL instance gives it a service account).
+It is a mock of something that cannot run here; what it checks is our side: which reads we
+make, what we plan from their answers, and that a dry run never runs a change.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 
 from panoptes_network.deploy.__main__ import main
 from panoptes_network.deploy.service_config import service_deployments
+from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_hash
 from panoptes_network.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,12 @@ PROJECT, NUMBER, REGION, TAG = "proj", "123456789", "europe-west1", "abc123"
 INVOKER = f"panoptes-invoker@{PROJECT}.iam.gserviceaccount.com"
 RUNNER = f"panoptes-runner@{PROJECT}.iam.gserviceaccount.com"
 PUBSUB_AGENT = f"service-{NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+SQL_ACCOUNT = f"p{NUMBER}-abc123@gcp-sa-cloud-sql.iam.gserviceaccount.com"  # the instance's own
+SQL_READ = (
+    "sql instances describe panoptes-sql --project=proj "
+    "--format=json(name,serviceAccountEmailAddress,settings.userLabels)"
+)
+SCHEMA_HASH = schema_hash((ROOT / SCHEMA_FILE).read_text())
 READS = ("describe", "list", "get-iam-policy")
 
 FAKE_GCLOUD = """\
@@ -40,6 +48,10 @@ with open(os.environ["FAKE_GCLOUD_LOG"], "a") as log:
 state = json.load(open(os.environ["FAKE_GCLOUD_STATE"]))
 if line in state.get("fail", {{}}):
     sys.stderr.write(state["fail"][line]); sys.exit(1)
+for prefix, answers in state.get("after", {{}}).items():
+    if line.startswith(prefix):
+        state["exists"].update(answers)
+        json.dump(state, open(os.environ["FAKE_GCLOUD_STATE"], "w"))
 if any(verb in args for verb in {reads!r}):
     if line in state["exists"]:
         sys.stdout.write(state["exists"][line]); sys.exit(0)
@@ -92,8 +104,30 @@ class FakeGcloud:
             elif "notifications" in args:
                 topic = f"//pubsub.googleapis.com/projects/{PROJECT}/topics/image-received"
                 self.state["exists"][read] = json.dumps([{"id": "1", "topic": topic, "payload_format": "JSON_API_V1"}])
+            elif read == SQL_READ:
+                flags = [arg for change in changes for arg in change if arg.startswith("--update-labels=")]
+                labels = dict(flag.removeprefix("--update-labels=").split("=", 1) for flag in flags)
+                self.state["exists"][read] = sql_instance(labels)
             else:
                 self.state["exists"][read] = "exists\n"
+
+
+def sql_instance(labels: dict[str, str]) -> str:
+    """``SQL_READ``'s answer for an instance with ``labels``."""
+    described = {"name": "panoptes-sql", "serviceAccountEmailAddress": SQL_ACCOUNT, "settings": {"userLabels": labels}}
+    return json.dumps(described)
+
+
+def schema_import(account: str, digest: str = SCHEMA_HASH) -> list[str]:
+    """The commands that import schema ``digest`` into the instance whose account is ``account``."""
+    uri = f"gs://{PROJECT}-panoptes-sql-import/schema-{digest}.sql"
+    return [
+        f"gcloud storage cp resources/cloud-sql-schema.sql {uri}",
+        f"gcloud storage buckets add-iam-policy-binding gs://{PROJECT}-panoptes-sql-import "
+        f"--member=serviceAccount:{account} --role=roles/storage.objectViewer",
+        f"gcloud sql import sql panoptes-sql {uri} --project={PROJECT} --database=panoptes --quiet",
+        f"gcloud sql instances patch panoptes-sql --project={PROJECT} --update-labels=panoptes-schema={digest} --quiet",
+    ]
 
 
 @pytest.fixture
@@ -182,6 +216,16 @@ def test_infra_on_an_empty_project_plans_every_resource(gcloud, capsys) -> None:
     assert [i for i, line in enumerate(planned) if agent in line][0] < notification
     first_subscription = min(i for i, line in enumerate(planned) if " --push-endpoint=" in line)
     assert max(i for i, line in enumerate(planned) if "pubsub topics create" in line) < first_subscription
+    # the schema comes last, once the instance, its database and the import bucket exist; its
+    # account is unknown until the instance exists, so a dry run shows a stand-in
+    assert planned[-4:] == schema_import("SERVICE-ACCOUNT-OF-panoptes-sql")
+    for created in (
+        "sql instances create panoptes-sql ",
+        "sql databases create panoptes ",
+        f"storage buckets create gs://{PROJECT}-panoptes-sql-import ",
+    ):
+        assert any(line.startswith(f"gcloud {created}") for line in planned[:-4])
+    assert "# infra, Cloud SQL schema: 4 change(s) (dry run, nothing is changed)" in out
 
 
 def test_the_literal_push_subscription_of_image_received(gcloud, capsys) -> None:
@@ -206,8 +250,50 @@ def test_a_second_infra_run_plans_no_changes(gcloud, capsys) -> None:
     gcloud.save()
     status, second, out = deploy(capsys, "infra", "--dry-run")
     assert status == 0 and second == [] and "# infra: no changes" in out
+    assert "# infra, Cloud SQL schema: no changes" in out
     assert gcloud.reads() == first_reads, "the second run checks the same resources"
     assert gcloud.changes() == []
+
+
+def test_a_changed_schema_plans_its_upload_import_and_label(gcloud, capsys) -> None:
+    """The instance's label names the schema it has: another file hash imports the file again."""
+    _, planned, _ = deploy(capsys, "infra", "--dry-run")
+    gcloud.record_everything_exists(gcloud.reads(), [shlex.split(line)[1:] for line in planned])
+    schema = (ROOT / SCHEMA_FILE).read_text()
+    older = schema_hash(schema[: schema.rindex("CREATE INDEX")])  # before the last index was added
+    gcloud.state["exists"][SQL_READ] = sql_instance({"panoptes-schema": older, "env": "prod"})
+    gcloud.save()
+    status, planned, out = deploy(capsys, "infra", "--dry-run")
+    assert status == 0 and "# infra: no changes" in out
+    assert planned == schema_import(SQL_ACCOUNT) and older != SCHEMA_HASH
+    assert gcloud.changes() == []
+
+
+def test_a_real_run_imports_as_the_new_instances_account(gcloud, capsys) -> None:
+    """Applied, the schema is planned after the instance is created, with its actual account."""
+    gcloud.state["after"] = {"sql instances create panoptes-sql ": {SQL_READ: sql_instance({})}}
+    gcloud.save()
+    status, planned, out = deploy(capsys, "infra")
+    assert status == 0 and "# infra, Cloud SQL schema: 4 change(s) (applying)" in out
+    assert planned[-4:] == schema_import(SQL_ACCOUNT)
+    assert ["gcloud " + shlex.join(c) for c in gcloud.changes()] == planned
+
+
+def test_a_real_run_without_the_instance_imports_nothing(gcloud, capsys) -> None:
+    status, planned, out = deploy(capsys, "infra")
+    assert status == 1 and "panoptes-sql not found" in out
+    assert not any(" sql import " in line for line in planned)
+    assert not any("sql" in c and "import" in c for c in gcloud.changes())
+
+
+def test_infra_refuses_a_stale_schema_file(gcloud, capsys, tmp_path, monkeypatch) -> None:
+    """infra uploads the committed file under the hash of what sql_tables defines: they must agree."""
+    (tmp_path / "resources").mkdir()
+    (tmp_path / SCHEMA_FILE).write_text((ROOT / SCHEMA_FILE).read_text().replace("INDEX", "index", 1))
+    (tmp_path / "README.md").write_text((ROOT / "README.md").read_text())
+    monkeypatch.chdir(tmp_path)
+    status, planned, out = deploy(capsys, "infra", "--dry-run")
+    assert status == 1 and planned == [] and f"out of date: {SCHEMA_FILE}: run bin/deploy files" in out
 
 
 def test_infra_creates_only_what_is_missing(gcloud, capsys) -> None:
@@ -218,12 +304,6 @@ def test_infra_creates_only_what_is_missing(gcloud, capsys) -> None:
     gcloud.save()
     _, planned, _ = deploy(capsys, "infra", "--dry-run")
     assert len(planned) == 1 and planned[0].startswith("gcloud pubsub subscriptions create record-image-record-image ")
-
-
-def test_infra_applies_the_plan_in_order(gcloud, capsys) -> None:
-    status, planned, out = deploy(capsys, "infra")
-    assert status == 0 and "(applying)" in out
-    assert ["gcloud " + shlex.join(c) for c in gcloud.changes()] == planned
 
 
 def test_a_failing_read_stops_infra_before_any_change(gcloud, capsys) -> None:
@@ -300,6 +380,7 @@ def test_bin_deploy_launches_the_module(gcloud) -> None:
     dockerfile = subprocess.run([ROOT / "bin/deploy", "dockerfile", "record-image"], capture_output=True, text=True, check=True)
     assert dockerfile.stdout == (ROOT / "record-image/Dockerfile").read_text()
     ddl = subprocess.run([ROOT / "bin/deploy", "sql-schema"], capture_output=True, text=True, check=True).stdout
+    assert ddl == (ROOT / SCHEMA_FILE).read_text()
     assert "CREATE TABLE IF NOT EXISTS stamps (" in ddl and "CREATE TABLE IF NOT EXISTS reference_stars (" in ddl
     assert "PRIMARY KEY (image_id, source_id)" in ddl
     check = subprocess.run([ROOT / "bin/deploy", "files", "--check"], capture_output=True, text=True)

@@ -1,5 +1,5 @@
 """The topology is the one description of the wiring: it must hang together, and the README's
-picture of it must name everything it holds."""
+picture of it is generated from it (``bin/deploy files``), so it cannot drift."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from panoptes_network.deploy.readme_topology import BEGIN, END, current_block, topology_markdown, with_topology_block
+from panoptes_network.deploy.service_config import topology_text
 from panoptes_network.topology import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,16 +30,41 @@ def test_every_service_has_its_folder_and_step() -> None:
         assert hasattr(service.step_module(), "STEP")
 
 
-def test_the_readme_architecture_names_every_service_topic_and_bucket() -> None:
+def test_the_readme_architecture_block_is_what_the_topology_generates() -> None:
     readme = (ROOT / "README.md").read_text()
     architecture = readme[readme.index("## Architecture") : readme.index("### Contracts")]
-    topology = load_topology()
-    missing = [
-        name
-        for name in (*topology.topics, *(s.name for s in topology.services), *topology.buckets.values())
-        if name not in architecture
-    ]
-    assert not missing, f"README architecture does not mention {missing}"
+    assert BEGIN in architecture and END in architecture
+    assert current_block(readme) == topology_markdown(topology_text()), "stale: run bin/deploy files"
+
+
+def test_a_changed_topology_changes_only_the_readme_block(tmp_path: Path) -> None:
+    """A modified copy of the topology: another bucket name, ack deadline and a new step."""
+    text = (ROOT / "resources/topology.toml").read_text()
+    changed = (
+        text.replace('rgb = "panoptes-rgb-images"', 'rgb = "panoptes-rgb-renamed"')
+        .replace("ack_deadline_seconds = 600", "ack_deadline_seconds = 540")
+        .replace("timeout_seconds = 600", "timeout_seconds = 500")
+        .replace('publishes = []\nack_deadline_seconds = 120', 'publishes = ["archive"]\nack_deadline_seconds = 120', 1)
+        + '\n[[topics]]\nname = "archive"\n\n[[services]]\nname = "archive-fits"\nstep = "x.y"\n'
+        'topic = "archive"\nmessage = "step"\nack_deadline_seconds = 45\n'
+    )
+    copy = tmp_path / "topology.toml"
+    copy.write_text(changed)
+    readme = (ROOT / "README.md").read_text()
+    block = topology_markdown(copy.read_text())
+    assert block != topology_markdown(text)
+    assert "`panoptes-rgb-renamed`" in block and "panoptes-rgb-images" not in block
+    assert "| `plate-solver` | `plate-solve` (`plate-solve-plate-solver`) | step | - | 540 s |" in block
+    flow = block.splitlines()
+    compress = flow.index("    topic compress-fits -> service compress-fits")
+    assert flow[compress + 1] == "      topic archive -> service archive-fits"
+    assert "| `archive-fits` | `archive` (`archive-archive-fits`) | step | - | 45 s | 1Gi, 1 CPU | 4 (1 x 4) |" in block
+    regenerated = with_topology_block(readme, block)
+    assert current_block(regenerated) == block
+    before, after = readme.split(BEGIN), regenerated.split(BEGIN)
+    assert before[0] == after[0] and before[1].split(END)[1] == after[1].split(END)[1], "prose is kept"
+    with pytest.raises(ValueError, match="topology:end"):
+        with_topology_block(readme.replace(END, ""), block)
 
 
 def test_a_topology_with_a_dangling_topic_is_refused() -> None:

@@ -14,20 +14,24 @@ from .build_files import ALL_BUILD_CONFIG, DEFAULT_REGION, SERVICE_BUILD_CONFIG,
 from .cloud_names import CloudNames, suffixed_buckets
 from .gcloud_runner import Change, Gcloud, GcloudError
 from .infra import plan_infra
+from .readme_topology import README, topology_markdown, with_topology_block
 from .service_commands import build_submit_args, invoker_binding_args, run_deploy_args
 from .service_config import service_deployment, service_deployments, topology_text
-from .sql_schema import postgresql_ddl
+from .sql_schema import SCHEMA_FILE, schema_file_text
+from .sql_schema_import import plan_schema_import
 
 DESCRIPTION = """\
 Deploy the pipeline to Google Cloud, from resources/topology.toml.
 
   infra       create what is missing: APIs, service accounts, buckets, topics, the raw bucket's
-              notification, push subscriptions (OIDC, retries, dead letters), IAM, Cloud SQL
+              notification, push subscriptions (OIDC, retries, dead letters), IAM, Cloud SQL;
+              then import the Cloud SQL schema when it differs from the instance's label
   all         build every image and deploy every service in one Cloud Build (cloudbuild.yaml)
   SERVICE     build one image (cloudbuild-service.yaml), deploy it, let the push identity call it
-  files       write the generated Dockerfiles and Cloud Build configs (--check: only compare)
+  files       write the generated files: Dockerfiles, Cloud Build configs, the Cloud SQL schema
+              and the README's topology block (--check: only compare)
   dockerfile  print one service's Dockerfile
-  sql-schema  print the Cloud SQL DDL of the plate-solver's tables
+  sql-schema  print the Cloud SQL schema file (the DDL infra imports)
 
 Reads (describe, list) always run; with --dry-run every change is printed and none is made.
 """
@@ -59,9 +63,14 @@ def git_tag() -> str:
     return sha.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def expected_files() -> dict[Path, str]:
-    """The generated files as the topology gives them now, by path from the repository root."""
-    return generated_files(service_deployments(), parse_topology(topology_text()).buckets)
+def expected_files(root: Path) -> dict[Path, str]:
+    """The generated files as the topology gives them now, by path from the repository root
+    (the README as it is under ``root``, with its topology block regenerated)."""
+    text = topology_text()
+    files = generated_files(service_deployments(text), parse_topology(text).buckets)
+    files[SCHEMA_FILE] = schema_file_text()
+    files[README] = with_topology_block((root / README).read_text(), topology_markdown(text))
+    return files
 
 
 def stale_files(root: Path, files: dict[Path, str]) -> list[Path]:
@@ -71,7 +80,7 @@ def stale_files(root: Path, files: dict[Path, str]) -> list[Path]:
 
 def write_files(root: Path, check: bool) -> int:
     """Write the stale generated files, or (``check``) only name them and fail."""
-    files = expected_files()
+    files = expected_files(root)
     stale = stale_files(root, files)
     for path in stale:
         if check:
@@ -115,20 +124,24 @@ def run(args: argparse.Namespace, root: Path) -> int:
         print(dockerfile(service_deployment(args.service or "")), end="")
         return 0
     if args.target == "sql-schema":
-        print(postgresql_ddl(), end="")
+        print(schema_file_text(), end="")
         return 0
     if args.assume_empty and not (args.dry_run and args.project_number):
         raise SystemExit("bin/deploy: --assume-empty needs --dry-run and --project-number")
     gcloud = Gcloud(dry_run=args.dry_run, offline=args.assume_empty)
     names = cloud_names(args, gcloud)
-    if args.target == "infra":
-        changes = plan_infra(parse_topology(topology_text()), service_deployments(), names, gcloud)
-        gcloud.apply(changes, "infra")
-        return 0
-    stale = stale_files(root, expected_files())
+    # infra uploads the schema file, services build from the Dockerfiles: both must be current
+    files = expected_files(root)
+    stale = stale_files(root, {SCHEMA_FILE: files[SCHEMA_FILE]} if args.target == "infra" else files)
     if stale:
         print(f"bin/deploy: out of date: {', '.join(map(str, stale))}: run bin/deploy files", file=sys.stderr)
         return 1
+    if args.target == "infra":
+        deployments = service_deployments()
+        gcloud.apply(plan_infra(parse_topology(topology_text()), deployments, names, gcloud), "infra")
+        if any(d.cloud_sql for d in deployments):  # planned now: the instance exists once infra ran
+            gcloud.apply(plan_schema_import(names, files[SCHEMA_FILE], gcloud), "infra, Cloud SQL schema")
+        return 0
     gcloud.apply(deploy_changes(args.target, args, names), f"deploy {args.target}")
     return 0
 
@@ -137,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args, Path.cwd())
-    except (GcloudError, KeyError) as exc:
+    except (GcloudError, KeyError, ValueError) as exc:
         print(f"bin/deploy: {exc.args[0]}", file=sys.stderr)
         return 1
 

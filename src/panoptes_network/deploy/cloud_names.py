@@ -72,7 +72,11 @@ class CloudNames:
     def sql_connection(self) -> str:
         return f"{self.project}:{self.region}:{SQL_INSTANCE}"
 
-
+    @property
+    def sql_import_bucket(self) -> str:
+        """Where ``bin/deploy infra`` puts the schema file for Cloud SQL to import (read by the
+        instance's own service account, and nothing else of the pipeline)."""
+        return f"{self.project}-panoptes-sql-import"
 
 
 def suffixed_buckets(buckets: Mapping[str, str], suffix: str) -> dict[str, str]:

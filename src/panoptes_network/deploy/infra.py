@@ -4,7 +4,8 @@ Every resource is described first (a read) and created only when missing, so a s
 plans no changes. What is planned, in order: APIs, service accounts, the image repository,
 Firestore, buckets, topics and dead-letter topics, push subscriptions (OIDC, ack deadline,
 retry policy, dead letters), the IAM bindings on all of these, the raw bucket's notification
-and, when a service uses it, Cloud SQL.
+and, when a service uses it, Cloud SQL (its schema is imported afterwards, by
+``sql_schema_import``, once the instance exists).
 
 Firestore indexes: the only query the code makes is ``MetadataStore.list(collection,
 where=...)``, equality filters ordered by document id; Firestore serves those from its
@@ -29,6 +30,7 @@ from .cloud_names import (
 )
 from .gcloud_runner import Change, Gcloud
 from .service_config import ServiceDeployment
+from .sql_schema_import import instance_read
 
 APIS = (
     "run.googleapis.com",
@@ -101,15 +103,8 @@ def infra_resources(
         ("firestore", "databases", "describe", p, "--database=(default)", "--format=value(name)"),
         ("firestore", "databases", "create", p, f"--location={names.region}", "--type=firestore-native"),
     )
-    for bucket in (*names.buckets.values(), names.build_bucket):
-        yield Resource(
-            f"bucket gs://{bucket}",
-            ("storage", "buckets", "describe", f"gs://{bucket}", p, "--format=value(name)"),
-            (
-                "storage", "buckets", "create", f"gs://{bucket}", p, f"--location={names.region}",
-                "--uniform-bucket-level-access", "--public-access-prevention",
-            ),
-        )  # fmt: skip
+    for bucket_name in (*names.buckets.values(), names.build_bucket):
+        yield private_bucket(bucket_name, names)
     subscriptions = [d.service.subscription for d in deployments]
     for topic in (*topology.topics, *map(dead_letter_topic, subscriptions)):
         yield Resource(
@@ -145,6 +140,19 @@ def infra_resources(
         )  # fmt: skip
     if any(d.cloud_sql for d in deployments):
         yield from cloud_sql(names)
+
+
+def private_bucket(name: str, names: CloudNames) -> Resource:
+    """A private bucket in the deployment's region."""
+    p = f"--project={names.project}"
+    return Resource(
+        f"bucket gs://{name}",
+        ("storage", "buckets", "describe", f"gs://{name}", p, "--format=value(name)"),
+        (
+            "storage", "buckets", "create", f"gs://{name}", p, f"--location={names.region}",
+            "--uniform-bucket-level-access", "--public-access-prevention",
+        ),
+    )  # fmt: skip
 
 
 def push_subscription(deployment: ServiceDeployment, names: CloudNames) -> Resource:
@@ -224,17 +232,17 @@ def iam_bindings(
 
 
 def cloud_sql(names: CloudNames) -> Iterator[Resource]:
-    """The PostgreSQL instance, database and the secret holding ``DATABASE_URL``.
+    """The PostgreSQL instance, database, the bucket its schema file is imported from, and the
+    secret holding ``DATABASE_URL``.
 
-    The tables themselves are created by the plate-solver at first use (``sql_tables``,
-    ``CREATE ... IF NOT EXISTS``); ``bin/deploy sql-schema`` prints the same DDL for review.
-    The secret's value (a password) is never generated here: the README's bootstrap adds it.
+    The tables are imported afterwards (``sql_schema_import``). The secret's value (a
+    password) is never generated here: the README's bootstrap adds it.
     """
     p = f"--project={names.project}"
     runner = f"serviceAccount:{names.runner}"
     yield Resource(
         f"Cloud SQL instance {SQL_INSTANCE}",
-        ("sql", "instances", "describe", SQL_INSTANCE, p, "--format=value(name)"),
+        instance_read(names),
         (
             "sql", "instances", "create", SQL_INSTANCE, p, f"--region={names.region}",
             f"--database-version={SQL_VERSION}", "--edition=enterprise", f"--tier={SQL_TIER}",
@@ -246,6 +254,7 @@ def cloud_sql(names: CloudNames) -> Iterator[Resource]:
         ("sql", "databases", "describe", SQL_DATABASE, f"--instance={SQL_INSTANCE}", p, "--format=value(name)"),
         ("sql", "databases", "create", SQL_DATABASE, f"--instance={SQL_INSTANCE}", p),
     )
+    yield private_bucket(names.sql_import_bucket, names)
     yield Resource(
         f"secret {DATABASE_URL_SECRET}",
         ("secrets", "describe", DATABASE_URL_SECRET, p, "--format=value(name)"),
