@@ -302,6 +302,30 @@ def test_concurrent_creates_of_one_document_succeed_exactly_once(metadata: Metad
     assert doc is not None and doc["worker"] in range(5)
 
 
+def test_replace_field_deciding_on_the_document_never_undoes_a_write_made_meanwhile(metadata: MetadataStore) -> None:
+    """The next step records ``unsolved`` while this one decides to write ``background_subtracted``
+    from an older read: the decision must be taken again on what is there (or the write wait)."""
+    metadata.create("images", "race", {"status": "recorded"})
+    later_step = {"status": "unsolved", "steps": {"plate-solver": {"state": "done"}}}
+    competitor = threading.Thread(target=metadata.merge, args=("images", "race", later_step))
+    seen: list[str] = []
+
+    def decide(image: dict) -> dict:
+        seen.append(image.get("status"))
+        if len(seen) == 1:  # the other writer gets in between this read and this write, if it can
+            competitor.start()
+            competitor.join(1.0)
+        return {} if image.get("status") == "unsolved" else {"status": "background_subtracted"}
+
+    metadata.replace_field("images", "race", ("steps", "subtract-background"), {"state": "done"}, decide)
+    competitor.join(30)
+    assert metadata.get("images", "race") == {
+        "status": "unsolved",
+        "steps": {"plate-solver": {"state": "done"}, "subtract-background": {"state": "done"}},
+    }
+    assert seen[0] == "recorded"
+
+
 def test_replace_field_replaces_one_nested_map_whole(metadata: MetadataStore) -> None:
     metadata.merge("images", "img", {"status": "received", "steps": {"a": {"x": 1, "y": 2}, "b": {"z": 3}}})
     metadata.replace_field("images", "img", ("steps", "a"), {"y": 5})

@@ -18,19 +18,27 @@ class ImageStatus(str, enum.Enum):
     ERROR = "error"  # a step failed unexpectedly; it will be retried or dead-lettered
 
     @property
-    def rank(self) -> int:
-        """Order along the chain: a step never moves an image backwards (redeliveries arrive late)."""
-        return CHAIN_ORDER.index(self)
+    def stage(self) -> int | None:
+        """Place along the chain (None for rejected/error): a step never moves an image back to an
+        earlier stage (messages arrive late and out of order); within one stage the latest run
+        wins (a plate-solve rerun may turn unsolved into solved, or back)."""
+        return STAGES.get(self)
 
 
-CHAIN_ORDER = (
-    ImageStatus.RECEIVED,
-    ImageStatus.CONVERTED,
-    ImageStatus.RECORDED,
-    ImageStatus.BACKGROUND_SUBTRACTED,
-    ImageStatus.UNSOLVED,
-    ImageStatus.SOLVED,
-)
+STAGES = {
+    ImageStatus.RECEIVED: 0,
+    ImageStatus.CONVERTED: 1,
+    ImageStatus.RECORDED: 2,
+    ImageStatus.BACKGROUND_SUBTRACTED: 3,
+    ImageStatus.UNSOLVED: 4,
+    ImageStatus.SOLVED: 4,
+}
+
+
+def moves_forward(current: str | None, new: ImageStatus) -> bool:
+    """Whether ``new`` may replace the stored status ``current`` (a success replaces rejected/error)."""
+    stage = ImageStatus(current).stage if current in ImageStatus._value2member_map_ else None
+    return stage is None or new.stage is None or new.stage >= stage
 
 
 class StepState(str, enum.Enum):

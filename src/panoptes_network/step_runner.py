@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Union
 
 from . import __version__
+from .adapters.metadata import AlsoMerge
 from .context import Context
 from .errors import BadInput, Ignored, MalformedRequest, NotFound, PipelineError, TransientError
 from .leases import lease
@@ -31,7 +32,7 @@ from .messages import (
 )
 from .names import parse_raw_name
 from .outcomes import Outcome
-from .status import CHAIN_ORDER, ImageStatus, ObjectStatus, StepState
+from .status import ImageStatus, ObjectStatus, StepState, moves_forward
 from .topology import Service
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def _record_step(
     image_id: str,
     message_id: str,
     record: Mapping[str, Any],
-    image_fields: Mapping[str, Any] | None = None,
+    image_fields: AlsoMerge | None = None,
 ) -> None:
     """Replace the step's record on the image (it describes the latest run, nothing older) and
     merge the step's image fields, in one write: a reader never sees a status without its record.
@@ -154,14 +155,15 @@ def _record_step(
 def _record_done(
     context: Context, step: str, step_input: StepInput, image_id: str, message_id: str, result: StepResult
 ) -> None:
-    """The step record, the step's image fields, and the status if it moves the image forward
-    (or whatever it is after a requested rerun: the rerun's result is the image's latest word)."""
-    fields = dict(result.fields)
-    if result.status is not None:
-        current = (context.metadata.get("images", image_id) or {}).get("status")
-        along_chain = {s.value: s for s in CHAIN_ORDER}  # a success replaces rejected/error
-        if step_input.rerun or current not in along_chain or result.status.rank >= along_chain[current].rank:
-            fields["status"] = result.status.value
+    """The step record, the step's image fields, and the status if it does not move the image
+    back. The status is decided on the document as written (a conditional write): the next step,
+    already published to, may record a later status between a read and this write."""
+    status = result.status
+
+    def fields(image: dict[str, Any]) -> dict[str, Any]:
+        forward = status is not None and moves_forward(image.get("status"), status)
+        return {**result.fields, **({"status": status.value} if forward else {})}  # type: ignore[union-attr]
+
     record = {"state": StepState.DONE.value, "published": dict(result.published), **result.record}
     _record_step(context, step, step_input, image_id, message_id, record, fields)
 

@@ -22,9 +22,10 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
 from ..errors import TransientError
-from .metadata import GeoPoint, Increments, deep_merge
+from .metadata import AlsoMerge, GeoPoint, Increments
 
 RETRY_SECONDS = 5.0
+CONDITIONAL_ATTEMPTS = 10  # conditional writes read again this often before giving up (transient)
 TIMEOUT = 10.0  # the whole call, retries included
 RETRY = retries.Retry(predicate=retries.if_transient_error, initial=0.2, maximum=2.0, timeout=RETRY_SECONDS)
 TRANSIENT = (
@@ -66,6 +67,31 @@ def _leaf_paths(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iter
             yield from _leaf_paths(value, (*prefix, key))
         else:
             yield (*prefix, key)
+
+
+def _replacing(path: tuple[str, ...], value: Any, also_merge: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
+    """Field path -> value: ``path`` whole, and the leaves of ``also_merge`` outside it."""
+    merged = _to_firestore(also_merge)
+    writes: dict[tuple[str, ...], Any] = {}
+    for leaf in _leaf_paths(merged):
+        if leaf[: len(path)] != path:
+            node = merged
+            for key in leaf:
+                node = node[key]
+            writes[leaf] = node
+    writes[path] = _to_firestore(value)
+    return writes
+
+
+def _nested(writes: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+    """The field paths and values as one nested map (for set and create)."""
+    document: dict[str, Any] = {}
+    for leaf, item in writes.items():
+        node = document
+        for key in leaf[:-1]:
+            node = node.setdefault(key, {})
+        node[leaf[-1]] = item
+    return document
 
 
 @contextlib.contextmanager
@@ -112,23 +138,35 @@ class FirestoreMetadata:
             document.set(_to_firestore(fields), merge=True, retry=RETRY, timeout=TIMEOUT)
 
     def replace_field(
-        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: Mapping[str, Any] | None = None
+        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: AlsoMerge | None = None
     ) -> None:
-        """One set() whose merge list names ``path`` (replaced whole) and every leaf of
-        ``also_merge`` (so those merge key by key, as merge=True would)."""
-        nested: Any = _to_firestore(value)
-        for key in reversed(path):
-            nested = {key: nested}
-        merged = _to_firestore(also_merge or {})
-        leaves = [leaf for leaf in _leaf_paths(merged) if leaf[: len(path)] != path]
-        with _errors(f"replace {collection}/{doc_id}.{'.'.join(path)}"):
-            document = self.client.collection(collection).document(doc_id)
-            document.set(
-                deep_merge(merged, nested),
-                merge=[FieldPath(*path), *(FieldPath(*leaf) for leaf in leaves)],
-                retry=RETRY,
-                timeout=TIMEOUT,
-            )
+        """Fixed fields: one set() whose merge list names ``path`` (replaced whole) and every
+        leaf of ``also_merge`` (so those merge key by key, as merge=True would). Fields decided
+        from the document: read, decide, then update on the condition that the document is
+        still the version read (create if it was missing); another write in between: again."""
+        document = self.client.collection(collection).document(doc_id)
+        what = f"replace {collection}/{doc_id}.{'.'.join(path)}"
+        if not callable(also_merge):
+            with _errors(what):
+                writes = _replacing(path, value, also_merge or {})
+                document.set(_nested(writes), merge=[FieldPath(*leaf) for leaf in writes], retry=RETRY, timeout=TIMEOUT)
+            return
+        for _ in range(CONDITIONAL_ATTEMPTS):
+            with _errors(what):
+                snapshot = document.get(retry=RETRY, timeout=TIMEOUT)
+                current = _from_firestore(snapshot.to_dict() or {}) if snapshot.exists else {}
+                writes = _replacing(path, value, also_merge(current))
+                try:
+                    if snapshot.exists:
+                        option = self.client.write_option(last_update_time=snapshot.update_time)
+                        updates = {FieldPath(*leaf).to_api_repr(): item for leaf, item in writes.items()}
+                        document.update(updates, option=option, retry=RETRY, timeout=TIMEOUT)
+                    else:
+                        document.create(_nested(writes), retry=RETRY, timeout=TIMEOUT)
+                    return
+                except (api.Conflict, api.FailedPrecondition):
+                    continue  # written by someone else since the read: decide again
+        raise TransientError(f"{what}: the document kept changing ({CONDITIONAL_ATTEMPTS} attempts)")
 
     def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:
         """Create the lease, or take over an expired one with an update conditioned on the

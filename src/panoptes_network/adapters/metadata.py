@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 # (collection, document id) -> {field: amount}
 Increments = Mapping[tuple[str, str], Mapping[str, float]]
+# Fields to merge, fixed or decided from the document as it is when written.
+AlsoMerge = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,11 +43,16 @@ class MetadataStore(Protocol):
         ...
 
     def replace_field(
-        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: Mapping[str, Any] | None = None
+        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: AlsoMerge | None = None
     ) -> None:
         """Set one (nested) field to ``value`` as a whole, not merged with what was there, and
         merge ``also_merge`` as ``merge`` does, in one atomic write (readers never see one
-        without the other); the rest of the document is kept, and it is created when missing."""
+        without the other); the rest of the document is kept, and it is created when missing.
+
+        ``also_merge`` may be a function of the current document ({} when missing): the write
+        then applies only if the document is still as the function saw it (read again and
+        retried otherwise; ``TransientError`` if it keeps changing), so a decision such as
+        "move the status forward only" cannot be undone by a concurrent writer."""
         ...
 
     def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TransientError
-from .metadata import GeoPoint, Increments, deep_merge
+from .metadata import AlsoMerge, GeoPoint, Increments, deep_merge
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -99,10 +99,11 @@ class SqliteMetadata:
             self._merge(db, collection, doc_id, lambda current: deep_merge(current, fields))
 
     def replace_field(
-        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: Mapping[str, Any] | None = None
+        self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: AlsoMerge | None = None
     ) -> None:
-        def change(current: dict[str, Any]) -> dict[str, Any]:
-            updated = deep_merge(current, also_merge or {})
+        def change(current: dict[str, Any]) -> dict[str, Any]:  # inside the transaction: nobody writes meanwhile
+            merged = also_merge(current) if callable(also_merge) else also_merge
+            updated = deep_merge(current, merged or {})
             node = updated
             for key in path[:-1]:
                 node[key] = dict(node[key]) if isinstance(node.get(key), dict) else {}
