@@ -326,6 +326,14 @@ def test_replace_field_deciding_on_the_document_never_undoes_a_write_made_meanwh
     assert seen[0] == "recorded"
 
 
+def test_replace_field_deciding_none_writes_nothing(metadata: MetadataStore) -> None:
+    metadata.create("images", "kept", {"status": "solved", "steps": {"plate-solver": {"state": "done"}}})
+    metadata.replace_field("images", "kept", ("steps", "plate-solver"), {"state": "error"}, lambda image: None)
+    assert metadata.get("images", "kept") == {"status": "solved", "steps": {"plate-solver": {"state": "done"}}}
+    metadata.replace_field("images", "absent", ("steps", "x"), {"state": "error"}, lambda image: None)
+    assert metadata.get("images", "absent") is None
+
+
 def test_replace_field_replaces_one_nested_map_whole(metadata: MetadataStore) -> None:
     metadata.merge("images", "img", {"status": "received", "steps": {"a": {"x": 1, "y": 2}, "b": {"z": 3}}})
     metadata.replace_field("images", "img", ("steps", "a"), {"y": 5})

@@ -7,8 +7,10 @@ it afterwards. Without a server these tests are skipped (a failure in CI).
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +84,24 @@ def test_replacing_an_images_stamps_never_duplicates_them(database) -> None:
     assert [r["source_id"] for r in rows] == [0, 1, 2]
     assert np.array_equal(pixels_from_bytes(rows[2]["pixels"], 10, 10), pixels * 2)
     assert len(image_stamps(url, schema, "other")) == 1
+
+
+def test_concurrent_replacements_of_one_images_stamps_take_turns(database) -> None:
+    url, schema = database
+    image = f"PAN001_XXXXXX_{uuid.uuid4().hex[:8]}"
+    pixels = np.zeros((10, 10), dtype=np.float32)
+    replace_image_stamps(url, schema, "warm-up", [])  # the tables exist before the race
+    start = threading.Barrier(4)
+
+    def replace(attempt: int) -> int:
+        start.wait()
+        return replace_image_stamps(url, schema, image, [stamp_row(image, i, pixels + attempt) for i in range(200)])
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(replace, range(4))) == [200] * 4  # none failed on a duplicate key
+    stored = image_stamps(url, schema, image)
+    assert [row["source_id"] for row in stored] == list(range(200))
+    assert len({row["pixels"] for row in stored}) == 1  # all from one attempt, not a mix
 
 
 def test_a_failed_replacement_keeps_the_previous_rows(database) -> None:

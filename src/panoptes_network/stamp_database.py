@@ -3,6 +3,8 @@
 One code path for PostgreSQL (Cloud SQL, ``DATABASE_URL``) and SQLite (embedded,
 ``{data_dir}/stamps.sqlite``). Reprocessing an image deletes its rows and inserts the new ones
 in one transaction, so readers see the old set or the new one, never both or a duplicate.
+Two such transactions for one image (attempts overlapping after a lease takeover) take turns:
+PostgreSQL through a per-image advisory lock, SQLite because it has one writer at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ def replace_image_stamps(url: str, schema: str | None, image_id: str, rows: Sequ
     table = ready_table(url, schema, "stamps")
     try:
         with engine_for(url).begin() as connection:
+            if connection.dialect.name == "postgresql":  # held until commit
+                connection.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"stamps:{image_id}"))))
             connection.execute(sa.delete(table).where(table.c.image_id == image_id))
             if rows:
                 connection.execute(sa.insert(table), [dict(row) for row in rows])

@@ -111,10 +111,14 @@ def done_before(context: Context, step: str, image_id: str, step_input: StepInpu
     A rerun (``reprocess``) is done only once its own token is recorded; a message without a
     token is done by any finished run of the input, so a late redelivery never repeats work.
     """
-    previous = previous_run(context, step, image_id)
-    if previous.get("input") != step_input.ref.identity or previous.get("state") != StepState.DONE.value:
+    return finished(previous_run(context, step, image_id), step_input)
+
+
+def finished(record: Mapping[str, Any], step_input: StepInput) -> bool:
+    """Whether a step record says this input (and this rerun, if it is one) is done."""
+    if record.get("input") != step_input.ref.identity or record.get("state") != StepState.DONE.value:
         return False
-    return step_input.rerun is None or previous.get("rerun") == step_input.rerun
+    return step_input.rerun is None or record.get("rerun") == step_input.rerun
 
 
 def image_id_of(step_input: StepInput) -> str | None:
@@ -195,7 +199,12 @@ def _record_failure(
         return
     image_status = ImageStatus.REJECTED if state is StepState.REJECTED else ImageStatus.ERROR
     record = {**error.details, "state": state.value, "error_class": error.error_class, "error": error.message}
-    _record_step(context, step, step_input, image_id, message_id, record, {"status": image_status.value})
+
+    def unless_done(image: dict[str, Any]) -> dict[str, Any] | None:
+        """An overlapping attempt that finished this input stands: a loser's failure is not recorded."""
+        return None if finished(((image.get("steps") or {}).get(step)) or {}, step_input) else {"status": image_status.value}
+
+    _record_step(context, step, step_input, image_id, message_id, record, unless_done)
 
 
 def _execute(service: Service, step: Step, context: Context, message: PushMessage) -> tuple[Outcome, dict[str, Any]]:

@@ -155,7 +155,10 @@ class FirestoreMetadata:
             with _errors(what):
                 snapshot = document.get(retry=RETRY, timeout=TIMEOUT)
                 current = _from_firestore(snapshot.to_dict() or {}) if snapshot.exists else {}
-                writes = _replacing(path, value, also_merge(current))
+                decided = also_merge(current)
+                if decided is None:
+                    return
+                writes = _replacing(path, value, decided)
                 try:
                     if snapshot.exists:
                         option = self.client.write_option(last_update_time=snapshot.update_time)

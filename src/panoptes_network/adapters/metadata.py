@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 # (collection, document id) -> {field: amount}
 Increments = Mapping[tuple[str, str], Mapping[str, float]]
-# Fields to merge, fixed or decided from the document as it is when written.
-AlsoMerge = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any]]
+# Fields to merge, fixed or decided from the document as it is when written (None: write nothing).
+AlsoMerge = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any] | None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,8 @@ class MetadataStore(Protocol):
         ``also_merge`` may be a function of the current document ({} when missing): the write
         then applies only if the document is still as the function saw it (read again and
         retried otherwise; ``TransientError`` if it keeps changing), so a decision such as
-        "move the status forward only" cannot be undone by a concurrent writer."""
+        "move the status forward only" cannot be undone by a concurrent writer. When it
+        returns None nothing is written (not even ``value``)."""
         ...
 
     def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:

@@ -101,9 +101,11 @@ class SqliteMetadata:
     def replace_field(
         self, collection: str, doc_id: str, path: tuple[str, ...], value: Any, also_merge: AlsoMerge | None = None
     ) -> None:
-        def change(current: dict[str, Any]) -> dict[str, Any]:  # inside the transaction: nobody writes meanwhile
-            merged = also_merge(current) if callable(also_merge) else also_merge
-            updated = deep_merge(current, merged or {})
+        def change(current: dict[str, Any]) -> dict[str, Any] | None:  # inside the transaction: nobody writes meanwhile
+            merged = also_merge(current) if callable(also_merge) else also_merge or {}
+            if merged is None:
+                return None
+            updated = deep_merge(current, merged)
             node = updated
             for key in path[:-1]:
                 node[key] = dict(node[key]) if isinstance(node.get(key), dict) else {}
@@ -116,15 +118,16 @@ class SqliteMetadata:
 
     @staticmethod
     def _merge(
-        db: sqlite3.Connection, collection: str, doc_id: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+        db: sqlite3.Connection, collection: str, doc_id: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
     ) -> None:
-        """Replace a document by ``change(current)`` inside the caller's transaction."""
+        """Replace a document by ``change(current)`` inside the caller's transaction (None: leave it)."""
         row = db.execute("SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)).fetchone()
-        current = json.loads(row[0], object_hook=_decode) if row else {}
-        db.execute(
-            "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
-            (collection, doc_id, json.dumps(change(current), default=_encode)),
-        )
+        updated = change(json.loads(row[0], object_hook=_decode) if row else {})
+        if updated is not None:
+            db.execute(
+                "INSERT OR REPLACE INTO documents (collection, id, data) VALUES (?, ?, ?)",
+                (collection, doc_id, json.dumps(updated, default=_encode)),
+            )
 
     def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:
         with self._transaction() as db:
