@@ -1,21 +1,43 @@
-"""Session-wide local cloud servers for tests marked ``stack`` (started once, stopped at the end).
+"""Session-wide local cloud servers for tests marked ``stack`` (started once, stopped at the end),
+and the PostgreSQL test server.
 
 Clients reach them through per-test fixtures that set the ``*_EMULATOR_HOST`` variables with
 ``monkeypatch`` (so nothing leaks into other tests) and isolate each test: a fresh Pub/Sub
-project (the emulator has no reset), a reset Firestore, a fresh bucket.
+project (the emulator has no reset), a reset Firestore, a fresh bucket. PostgreSQL is the
+server at ``PANOPTES_TEST_POSTGRES`` (default postgresql://postgres@127.0.0.1:5432/test); tests
+work in their own schema or database and drop it afterwards.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
 from panoptes_network import emulators
+from panoptes_network.sql_tables import normalised_url
+
+POSTGRES = os.environ.get("PANOPTES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_engine(**options: Any) -> sa.Engine:
+    """An engine on the test server; the test is skipped without one (a failure in CI)."""
+    engine = sa.create_engine(normalised_url(POSTGRES), **options)
+    try:
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL at {POSTGRES} is required in CI: {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES}: {exc}")
+    return engine
 
 FIRESTORE_PROJECT = "panoptes-test"
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from panoptes_network.stack import LocalStack, start_stack
 
 
+def running_stack(tmp_path_factory: pytest.TempPathFactory, prefix: str, **options: Any) -> Iterator[LocalStack]:
+    """A stack of its own (a fresh project, ``start_stack`` options), stopped afterwards: for
+    tests that break a server or need other settings than the session's stack."""
+    stack = start_stack(f"{prefix}-{uuid.uuid4().hex[:8]}", tmp_path_factory.mktemp(f"{prefix}-logs"), **options)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = start_stack(f"stack-{uuid.uuid4().hex[:8]}", tmp_path_factory.mktemp("stack-logs"))
-    yield stack
-    stack.stop()
+    yield from running_stack(tmp_path_factory, "stack")

@@ -10,7 +10,6 @@ and let that code write and read its stamps.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,8 @@ from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_file_text
 from panoptes_network.sql_tables import define_tables, engine_for, ready_tables
 from panoptes_network.stamp_database import image_stamps, pixels_from_bytes, replace_image_stamps
 
-from test_plate_solve_database import POSTGRES, stamp_row
+from fixtures_servers import POSTGRES, postgres_engine
+from test_plate_solve_database import stamp_row
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,14 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def schemas() -> Iterator[tuple[str, str]]:
     """Two fresh schemas on the test server: one for the imported file, one for the tables the
     plate-solver creates itself; both dropped afterwards."""
-    engine = engine_for(POSTGRES)
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {POSTGRES} is required in CI: {exc}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES}: {exc}")
+    engine = postgres_engine()
     run = uuid.uuid4().hex[:10]
     names = (f"test_import_{run}", f"test_solver_{run}")
     with engine.begin() as connection:

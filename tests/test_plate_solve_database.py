@@ -25,29 +25,21 @@ from panoptes_network.context import local_context
 from panoptes_network.messages import parse_step_message
 from panoptes_network.reference_catalog import SqlCatalog, TychoIndexCatalog, load_catalog_file
 from panoptes_network.settings import Settings
-from panoptes_network.sql_tables import engine_for
 from panoptes_network.stamp_database import image_stamps, pixels_from_bytes, pixels_to_bytes, replace_image_stamps
 from panoptes_network.steps.plate_solve import PlateSolveSettings, process
 
+from fixtures_servers import POSTGRES, postgres_engine
 from test_plate_solve import put_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 
-POSTGRES = os.environ.get("PANOPTES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 CLI = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "panoptes-network"
 
 
 @pytest.fixture(scope="module")
 def postgres_schema() -> Iterator[str]:
     """A fresh schema on the test server, dropped afterwards."""
-    engine = engine_for(POSTGRES)
-    try:
-        with engine.connect():
-            pass
-    except sa.exc.OperationalError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL at {POSTGRES} is required in CI: {exc}")
-        pytest.skip(f"no PostgreSQL at {POSTGRES}: {exc}")
+    engine = postgres_engine()
     schema = f"test_{uuid.uuid4().hex[:12]}"
     yield schema
     with engine.begin() as connection:

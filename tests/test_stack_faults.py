@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-import time
 import uuid
 from pathlib import Path
 
@@ -15,10 +14,10 @@ import pytest
 from panoptes_network.fits_codec import compressed_file
 from panoptes_network.stack import LocalStack, patched_env
 from panoptes_network.synthetic_star_field import StarFieldSpec, make_star_field
+from stack_checks import wait_for
 
 pytestmark = pytest.mark.stack
 
-DEADLINE_SECONDS = 240
 
 
 def children(pid: int) -> list[int]:
@@ -33,16 +32,6 @@ def children(pid: int) -> list[int]:
             if int(fields[1]) == pid:
                 found.append(int(entry.name))
     return found
-
-
-def wait_for(check, what: str, seconds: float = DEADLINE_SECONDS):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not happen within {seconds} s")
 
 
 def test_a_worker_killed_mid_solve_is_retried_and_the_image_completes_once(local_stack: LocalStack) -> None:

@@ -34,14 +34,26 @@ class ServerError(RuntimeError):
     """A server is missing, exited early or did not become ready."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """How a server is started, kept so that it can be started again exactly the same way."""
+
+    command: tuple[str, ...]
+    env: Mapping[str, str]
+    ready_path: str
+    ready_check: Callable[[bytes], bool]
+    timeout: float
+
+
 @dataclasses.dataclass(eq=False)
 class Server:
-    """A running server: where it listens and how to stop it."""
+    """A running server: where it listens, how to stop it and how to start it again."""
 
     name: str
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    launch: Launch
 
     @property
     def host(self) -> str:
@@ -83,6 +95,14 @@ class Server:
         except ProcessLookupError:
             pass
         _running.discard(self)
+
+    def restart(self) -> None:
+        """Stop the server if it still runs, then start the same command on the same port (an
+        outage and its end, for fault tests); the log goes on in the same file. Whatever the
+        server kept in memory is gone: only state it keeps on disk survives."""
+        self.stop()
+        self.process = _spawn(self.name, self.port, self.log_path, self.launch, append=True)
+        _await_ready(self)
 
 
 _running: set[Server] = set()
@@ -140,35 +160,45 @@ def start_process(
     ``command`` runs in its own session with ``env`` added to this process's environment;
     ready when ``GET ready_path`` answers 200 and passes ``ready_check``.
     """
+    launch = Launch(tuple(command), dict(env or {}), ready_path, ready_check, timeout)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}-{port}.log"
+    server = Server(name, port, _spawn(name, port, log_path, launch, append=False), log_path, launch)
+    _await_ready(server)
+    return server
+
+
+def _spawn(name: str, port: int, log_path: Path, launch: Launch, append: bool) -> subprocess.Popen[bytes]:
     with socket.socket() as probe:
         if probe.connect_ex((HOST, port)) == 0:
             # Another server there would answer our readiness check in place of this one.
             raise ServerError(f"cannot start {name}: port {port} is already in use")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{name}-{port}.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            list(command),
+    with open(log_path, "ab" if append else "wb") as log:
+        return subprocess.Popen(
+            list(launch.command),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **launch.env},
             start_new_session=True,
         )
-    server = Server(name, port, process, log_path)
+
+
+def _await_ready(server: Server) -> None:
+    """Wait until the server answers its readiness check; otherwise stop it and say why."""
     _running.add(server)
-    deadline = time.monotonic() + timeout
-    while not _http_ok(server.url + ready_path, ready_check):
-        if process.poll() is not None:
-            problem = f"exited with status {process.returncode} before it was ready"
+    launch = server.launch
+    deadline = time.monotonic() + launch.timeout
+    while not _http_ok(server.url + launch.ready_path, launch.ready_check):
+        if server.process.poll() is not None:
+            problem = f"exited with status {server.process.returncode} before it was ready"
         elif time.monotonic() > deadline:
-            problem = f"was not ready on port {port} within {timeout:.0f} s"
+            problem = f"was not ready on port {server.port} within {launch.timeout:.0f} s"
         else:
             time.sleep(0.05)
             continue
         server.stop()
-        raise ServerError(f"{name} {problem}; log {log_path}:\n{server.log_tail()}")
-    return server
+        raise ServerError(f"{server.name} {problem}; log {server.log_path}:\n{server.log_tail()}")
 
 
 def start_pubsub(log_dir: Path, port: int | None = None) -> Server:
@@ -210,13 +240,19 @@ def _gcs_binary() -> Path:
     return binary
 
 
-def start_gcs(log_dir: Path, port: int | None = None, events: GcsEvents | None = None) -> Server:
-    """fake-gcs-server in memory over http (clients: ``STORAGE_EMULATOR_HOST=server.url``)."""
+def start_gcs(
+    log_dir: Path, port: int | None = None, events: GcsEvents | None = None, root: Path | None = None
+) -> Server:
+    """fake-gcs-server over http (clients: ``STORAGE_EMULATOR_HOST=server.url``).
+
+    Objects live in memory, or with ``root`` in files under it (generations included), so that
+    buckets and objects survive ``Server.restart()``.
+    """
     binary = _gcs_binary()
     port = port or free_port()
     url = f"http://{HOST}:{port}"
-    command = [str(binary), "-scheme", "http", "-host", HOST, "-port", str(port), "-backend", "memory"]
-    command += ["-external-url", url]
+    command = [str(binary), "-scheme", "http", "-host", HOST, "-port", str(port), "-external-url", url]
+    command += ["-backend", "memory"] if root is None else ["-backend", "filesystem", "-filesystem-root", str(root)]
     env: dict[str, str] = {}
     if events is not None:
         command += ["-event.pubsub-project-id", events.project, "-event.pubsub-topic", events.topic]

@@ -157,10 +157,23 @@ def start_service(name: str, log_dir: Path, env: Mapping[str, str], timeout_seco
     return emulators.start_process(name, command, port, log_dir, "/healthz", env=env)
 
 
-def start_stack(project: str, log_dir: Path, settings: Settings | None = None) -> LocalStack:
-    """Start everything; on any failure, stop what was started and raise."""
+def start_stack(
+    project: str,
+    log_dir: Path,
+    settings: Settings | None = None,
+    database_url: str | None = None,
+    storage_root: Path | None = None,
+) -> LocalStack:
+    """Start everything; on any failure, stop what was started and raise.
+
+    ``database_url`` is the services' ``DATABASE_URL`` (the plate-solver's stamps in PostgreSQL
+    instead of SQLite). With ``storage_root`` fake-gcs-server keeps objects in files there, so
+    that ``stack.gcs.restart()`` (a storage outage ending) loses nothing.
+    """
     topology = load_topology()
     settings = settings or Settings(project=project)
+    if database_url is not None:
+        settings = dataclasses.replace(settings, database_url=database_url)
     started: list[emulators.Server] = []
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
@@ -175,7 +188,7 @@ def start_stack(project: str, log_dir: Path, settings: Settings | None = None) -
         events = emulators.GcsEvents(
             pubsub.host, project, notification.topic, settings.bucket(notification.bucket), ("finalize",)
         )
-        gcs = emulators.start_gcs(log_dir, events=events)
+        gcs = emulators.start_gcs(log_dir, events=events, root=storage_root)
         started.append(gcs)
         create_buckets(gcs.url, project, settings)
         env = {
@@ -188,6 +201,7 @@ def start_stack(project: str, log_dir: Path, settings: Settings | None = None) -
             "FIRESTORE_EMULATOR_HOST": firestore.host,
             "STORAGE_EMULATOR_HOST": gcs.url,
             **{f"PANOPTES_BUCKET_{key.upper()}": name for key, name in settings.buckets.items()},
+            **({"DATABASE_URL": settings.database_url} if settings.database_url else {}),
         }
         services: dict[str, emulators.Server] = {}
         for service in topology.services:

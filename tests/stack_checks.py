@@ -1,0 +1,150 @@
+"""What the stack tests check from outside: waiting, the services' request logs, the storage
+server's access log, and "this image went through every step exactly once"."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from panoptes_network.fits_codec import compressed_file
+from panoptes_network.names import parse_raw_name
+from panoptes_network.stack import LocalStack, patched_env
+from panoptes_network.synthetic_star_field import StarFieldSpec, make_star_field
+
+DEADLINE_SECONDS = 240
+CHAIN = ("image-received", "record-image", "subtract-background", "plate-solver")
+FOLLOW_ON_TOPICS = ("record-image", "subtract-background", "plate-solve")
+
+
+def wait_for(check, what: str, seconds: float = DEADLINE_SECONDS):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    pytest.fail(f"{what} did not happen within {seconds} s")
+
+
+class Watch:
+    """The stack seen from outside: Google clients, and a pull subscription on each follow-on
+    topic (made before the upload) that counts what the steps published."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        from google.cloud import firestore, pubsub_v1, storage
+
+        self.stack = stack
+        with patched_env(stack.client_env):
+            self.gcs = storage.Client()
+            self.db = firestore.Client(project=stack.project)
+            self.publisher = pubsub_v1.PublisherClient()
+            self.subscriber = pubsub_v1.SubscriberClient()
+        self.subscriptions: dict[str, str] = {}
+        self.seen: dict[str, list[Any]] = {topic: [] for topic in FOLLOW_ON_TOPICS}
+        for topic in FOLLOW_ON_TOPICS:
+            path = self.subscriber.subscription_path(stack.project, f"watch-{topic}-{uuid.uuid4().hex[:8]}")
+            self.subscriber.create_subscription(
+                request={"name": path, "topic": self.subscriber.topic_path(stack.project, topic)}
+            )
+            self.subscriptions[topic] = path
+
+    def upload_star_field(self, camera: str) -> tuple[str, str, Any]:
+        """A full synthetic frame (the solve runs for seconds) into the raw bucket: name, image id, blob."""
+        data, header, _ = make_star_field(StarFieldSpec())
+        name = f"PAN001/{camera}/20261124T080000/20261124T080203.fits.fz"
+        blob = self.gcs.bucket(self.stack.settings.bucket("raw")).blob(name)
+        blob.upload_from_string(compressed_file(data, header))
+        return name, parse_raw_name(name).image_id, blob
+
+    def image(self, image_id: str) -> dict:
+        return self.db.collection("images").document(image_id).get().to_dict() or {}
+
+    def step_done(self, image_id: str, step: str) -> dict | None:
+        image = self.image(image_id)
+        return image if image.get("steps", {}).get(step, {}).get("state") == "done" else None
+
+    def published(self, topic: str) -> list[Any]:
+        """Every message published on ``topic`` since the watch began (``PubsubMessage``)."""
+        subscription = self.subscriptions[topic]
+        while True:
+            response = self.subscriber.pull(request={"subscription": subscription, "max_messages": 100}, timeout=10)
+            if not response.received_messages:
+                break
+            self.seen[topic] += [m.message for m in response.received_messages]
+            self.subscriber.acknowledge(
+                request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
+            )
+        return self.seen[topic]
+
+
+def request_lines(stack: LocalStack, image_id: str | None = None) -> list[dict[str, Any]]:
+    """Every service's request log lines (the one JSON line per request), of one image or all."""
+    lines = []
+    for service in stack.services.values():
+        for line in service.log_path.read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                record = json.loads(line)
+                if record.get("logger") == "panoptes_network.request" and image_id in (None, record.get("image_id")):
+                    lines.append(record)
+    return lines
+
+
+ACCESS_LOG = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/1\.1\\" (?P<status>\d{3}) ')
+
+
+def stored_uploads(stack: LocalStack, bucket: str) -> int:
+    """Uploads into ``bucket`` that fake-gcs-server completed, from its access log (kept across
+    restarts): a multipart POST, or the PUT that carries a resumable upload's data."""
+    marker = f"/upload/storage/v1/b/{bucket}/o?"
+    served = [m for m in map(ACCESS_LOG.search, stack.gcs.log_path.read_text(errors="replace").splitlines()) if m]
+    return sum(
+        1 for m in served
+        if m["status"] == "200" and m["path"].startswith(marker) and (m["method"] == "PUT" or "uploadType=multipart" in m["path"])
+    )
+
+
+def assert_completed_once(watch: Watch, name: str, image_id: str) -> dict:
+    """The image went through every step once: solved, each step's work done by one request,
+    one object per output at the generation its step recorded, uploaded once, counted once, one
+    message per follow-on topic, no lease left. Returns the image document."""
+    stack, db = watch.stack, watch.db
+    image = wait_for(lambda: watch.step_done(image_id, "plate-solver"), "the plate-solver finishing the image")
+    assert image["status"] == "solved"
+    assert {step: image["steps"][step]["state"] for step in CHAIN} == {step: "done" for step in CHAIN}
+    assert sorted(r["step"] for r in request_lines(stack, image_id) if r["outcome"] == "done") == sorted(CHAIN)
+
+    base = parse_raw_name(name).base_path
+    backgrounds, processed = stack.settings.bucket("backgrounds"), stack.settings.bucket("processed")
+    listed = {
+        bucket: {blob.name: blob.generation for blob in watch.gcs.list_blobs(bucket)} for bucket in (backgrounds, processed)
+    }
+    solved = image["steps"]["plate-solver"]["outputs"]
+    assert listed == {
+        backgrounds: {f"{base}-background.fits.fz": image["steps"]["subtract-background"]["output_generation"]},
+        processed: {
+            f"{base}.fits.fz": solved["processed"]["generation"],
+            f"{base}.png": solved["quick_look"]["generation"],
+            f"{base}-sources.parquet": solved["sources"]["generation"],
+        },
+    }
+    assert {bucket: stored_uploads(stack, bucket) for bucket in listed} == {backgrounds: 1, processed: 3}
+
+    exptime = image["exptime"]
+    assert exptime > 0
+    unit = db.collection("units").document(image["unit_id"]).get().to_dict()
+    observation = db.collection("observations").document(image["sequence_id"]).get().to_dict()
+    assert (unit["num_images"], unit["total_exptime"]) == (1, exptime)
+    assert (observation["num_images"], observation["total_exptime"]) == (1, exptime)
+    assert db.collection("counted_images").document(image_id).get().exists
+
+    counts = {topic: [json.loads(m.data)["image_id"] for m in watch.published(topic)] for topic in FOLLOW_ON_TOPICS}
+    assert counts == {topic: [image_id] for topic in FOLLOW_ON_TOPICS}
+    leases = db.collection("leases")
+    # Released just after the done record is written: give the last attempt a moment.
+    wait_for(lambda: not [lease.id for lease in leases.stream() if lease.id.endswith(image_id)], "leases released", 10)
+    return image
