@@ -4,7 +4,6 @@ services run the finished steps again once, and nothing is counted or stored twi
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
@@ -13,20 +12,9 @@ from panoptes_network.cli import main
 from panoptes_network.fits_codec import compressed_file
 from panoptes_network.stack import LocalStack, patched_env
 from panoptes_network.synthetic_star_field import StarFieldSpec, make_star_field
+from stack_checks import wait_for
 
 pytestmark = pytest.mark.stack
-
-DEADLINE_SECONDS = 120
-
-
-def wait_for(check, what: str):
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        if value := check():
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not happen within {DEADLINE_SECONDS} s")
-
 
 def test_reprocess_through_the_stack_reruns_the_chain_once(local_stack: LocalStack, capsys) -> None:
     from google.cloud import firestore, storage

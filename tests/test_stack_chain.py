@@ -3,14 +3,13 @@ push to every service under gunicorn, records in the Firestore emulator."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from panoptes_network.stack import LocalStack, patched_env
+from stack_checks import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -23,16 +22,6 @@ def clients(local_stack: LocalStack):
 
     with patched_env(local_stack.client_env):
         yield storage.Client(), firestore.Client(project=local_stack.project)
-
-
-def eventually(check: Callable[[], object], what: str):
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.25)
-    pytest.fail(f"{what} did not happen within {DEADLINE_SECONDS} s")
 
 
 def image_with(db, image_id: str, step: str) -> dict | None:
@@ -52,7 +41,7 @@ def test_a_fits_upload_is_compressed_then_recorded(local_stack: LocalStack, clie
     camera = unique_camera()
     name = f"PAN001/{camera}/20160909T081152/20160909T081314.fits"
     raw.blob(name).upload_from_string((test_data / "panoptes/unsolved.fits").read_bytes())
-    image = eventually(lambda: image_with(db, f"PAN001_{camera}_20160909T081314", "record-image"), "recording")
+    image = wait_for(lambda: image_with(db, f"PAN001_{camera}_20160909T081314", "record-image"), "recording", DEADLINE_SECONDS)
     assert raw.get_blob(name) is None
     fz = raw.get_blob(name + ".fz")
     assert fz is not None and image["generation"] == fz.generation
@@ -71,6 +60,6 @@ def test_a_solved_fz_upload_records_its_wcs_centre(local_stack: LocalStack, clie
     raw.blob(f"PAN001/{camera}/20160909T081152/20160909T081522.fits.fz").upload_from_string(
         (test_data / "panoptes/solved.fits.fz").read_bytes()
     )
-    image = eventually(lambda: image_with(db, f"PAN001_{camera}_20160909T081522", "record-image"), "recording")
+    image = wait_for(lambda: image_with(db, f"PAN001_{camera}_20160909T081522", "record-image"), "recording", DEADLINE_SECONDS)
     assert image["ra_image"] == pytest.approx(303.2064, abs=1e-3)
     assert image["dec_image"] == pytest.approx(46.0174, abs=1e-3)
