@@ -178,3 +178,16 @@ def test_a_rerun_from_image_received_carries_its_token_through_the_notification(
     assert len(tokens) == 1 and None not in tokens
     assert steps["compress-fits"].get("rerun") is None  # not downstream of the .fits.fz
     assert counters(runner) == counts_before
+
+
+def test_cloud_commands_say_what_is_wrong_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    for key in ("FIRESTORE_EMULATOR_HOST", "STORAGE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    assert main(["reprocess", "--cloud", "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "no Google credentials" in err and "gcloud auth application-default login" in err
+
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", "127.0.0.1:1")  # nothing listens there
+    assert main(["reprocess", "--cloud", "--quiet"]) == 1
+    assert "Firestore unavailable" in capsys.readouterr().err

@@ -457,8 +457,21 @@ def cmd_catalog_load(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; what the user can fix (no credentials, a backend down) is one line, not a traceback."""
+    from google.auth.exceptions import DefaultCredentialsError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except DefaultCredentialsError as exc:
+        print(
+            f"panoptes-network: no Google credentials ({exc}); run 'gcloud auth application-default login', "
+            "or set the *_EMULATOR_HOST variables that 'panoptes-network stack' prints",
+            file=sys.stderr,
+        )
+    except PipelineError as exc:
+        print(f"panoptes-network: {exc.message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
