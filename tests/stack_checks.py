@@ -108,10 +108,11 @@ def stored_uploads(stack: LocalStack, bucket: str) -> int:
     )
 
 
-def assert_completed_once(watch: Watch, name: str, image_id: str) -> dict:
+def assert_completed_once(watch: Watch, name: str, image_id: str, republished_ok: bool = False) -> dict:
     """The image went through every step once: solved, each step's work done by one request,
     one object per output at the generation its step recorded, uploaded once, counted once, one
-    message per follow-on topic, no lease left. Returns the image document."""
+    message per follow-on topic (``republished_ok``: copies of that one message, as when an attempt
+    published but could not record its outcome), no lease left. Returns the image document."""
     stack, db = watch.stack, watch.db
     image = wait_for(lambda: watch.step_done(image_id, "plate-solver"), "the plate-solver finishing the image")
     assert image["status"] == "solved"
@@ -124,7 +125,7 @@ def assert_completed_once(watch: Watch, name: str, image_id: str) -> dict:
         bucket: {blob.name: blob.generation for blob in watch.gcs.list_blobs(bucket)} for bucket in (backgrounds, processed)
     }
     solved = image["steps"]["plate-solver"]["outputs"]
-    assert listed == {
+    expected = {
         backgrounds: {f"{base}-background.fits.fz": image["steps"]["subtract-background"]["output_generation"]},
         processed: {
             f"{base}.fits.fz": solved["processed"]["generation"],
@@ -132,6 +133,7 @@ def assert_completed_once(watch: Watch, name: str, image_id: str) -> dict:
             f"{base}-sources.parquet": solved["sources"]["generation"],
         },
     }
+    assert listed == expected, f"stored {listed}, recorded {expected}; steps {image['steps']}"
     assert {bucket: stored_uploads(stack, bucket) for bucket in listed} == {backgrounds: 1, processed: 3}
 
     exptime = image["exptime"]
@@ -142,8 +144,15 @@ def assert_completed_once(watch: Watch, name: str, image_id: str) -> dict:
     assert (observation["num_images"], observation["total_exptime"]) == (1, exptime)
     assert db.collection("counted_images").document(image_id).get().exists
 
-    counts = {topic: [json.loads(m.data)["image_id"] for m in watch.published(topic)] for topic in FOLLOW_ON_TOPICS}
-    assert counts == {topic: [image_id] for topic in FOLLOW_ON_TOPICS}
+    published = {topic: watch.published(topic) for topic in FOLLOW_ON_TOPICS}
+    assert {topic: {json.loads(m.data)["image_id"] for m in messages} for topic, messages in published.items()} == {
+        topic: {image_id} for topic in FOLLOW_ON_TOPICS
+    }
+    copies = {topic: (len(messages), len({m.data for m in messages})) for topic, messages in published.items()}
+    if republished_ok:
+        assert all(distinct == 1 for _, distinct in copies.values()), copies
+    else:
+        assert all(copy == (1, 1) for copy in copies.values()), copies
     leases = db.collection("leases")
     # Released just after the done record is written: give the last attempt a moment.
     wait_for(lambda: not [lease.id for lease in leases.stream() if lease.id.endswith(image_id)], "leases released", 10)

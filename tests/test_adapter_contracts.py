@@ -110,6 +110,16 @@ def test_delete_needs_the_live_generation(store: tuple[Storage, str]) -> None:
         storage_.delete(ref)
 
 
+def test_create_only_holds_for_large_objects_too(store: tuple[Storage, str]) -> None:
+    """Above 8 MB the Cloud Storage client uploads in resumable sessions (fake-gcs-server does not
+    enforce their precondition itself; the adapter must still refuse)."""
+    storage_, bucket = store
+    first = storage_.write_new(bucket, RAW, b"a" * (9 << 20))
+    with pytest.raises(AlreadyExists):
+        storage_.write_new(bucket, RAW, b"b" * (9 << 20))
+    assert storage_.stat(bucket, RAW).ref == first  # type: ignore[union-attr]
+
+
 def test_replace_needs_the_live_generation_and_makes_a_new_one(store: tuple[Storage, str]) -> None:
     storage_, bucket = store
     first = storage_.write_new(bucket, RAW, b"first result")

@@ -194,6 +194,8 @@ def test_an_unavailable_backend_gets_503_with_retry_after(local, json_logs) -> N
     assert response.headers["Retry-After"]
     [line] = request_lines(json_logs)
     assert line["outcome"] == "transient" and line["severity"] == "WARNING"
+    assert "metadata store unavailable" in line["reason"]
+    assert line["image_id"] and ".fits#" in line["input"]  # the log line says whose message it was
 
 
 def test_a_bug_gets_500_is_recorded_and_logged_with_its_traceback(local, json_logs) -> None:

@@ -223,10 +223,13 @@ def _execute(service: Service, step: Step, context: Context, message: PushMessag
     if image_id is None:  # nothing to lease: such inputs are rejected or ignored at once
         return _handle(service, step, context, message, step_input, subject)
     key = f"{service.name}:{image_id}"
-    with lease(context.metadata, key, context.settings.lease_seconds) as held:
-        if not held:
-            return Outcome.TRANSIENT, {**subject, "reason": f"another attempt holds the lease on {key}"}
-        return _handle(service, step, context, message, step_input, subject)
+    try:
+        with lease(context.metadata, key, context.settings.lease_seconds) as held:
+            if not held:
+                return Outcome.TRANSIENT, {**subject, "reason": f"another attempt holds the lease on {key}"}
+            return _handle(service, step, context, message, step_input, subject)
+    except TransientError as exc:  # the store was unreachable for the lease or for recording a failure
+        return Outcome.TRANSIENT, {**subject, "reason": f"could not record: {exc.message}", "error_class": exc.error_class}
 
 
 def _handle(

@@ -124,6 +124,10 @@ class GcsStorage:
         return None if blob is None else _info(blob)
 
     def write_new(self, bucket: str, name: str, data: bytes, content_type: str | None = None) -> ObjectRef:
+        # fake-gcs-server ignores ifGenerationMatch=0 on resumable uploads (the client's choice
+        # above 8 MB): check first, as delete does; Cloud Storage enforces it atomically anyway.
+        if self.stat(bucket, name) is not None:
+            raise AlreadyExists(f"{bucket}/{name} already exists")
         return self._upload(bucket, name, data, content_type, 0, AlreadyExists)
 
     def replace(self, ref: ObjectRef, data: bytes, content_type: str | None = None) -> ObjectRef:
