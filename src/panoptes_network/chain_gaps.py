@@ -15,6 +15,7 @@ from .adapters.metadata import MetadataStore
 from .adapters.storage import Storage
 from .errors import BadInput
 from .names import FileKind, parse_raw_name
+from .reprocessing import latest_step
 from .status import ImageStatus, StepState
 
 FINISHED = {ImageStatus.SOLVED.value, ImageStatus.UNSOLVED.value, ImageStatus.REJECTED.value}
@@ -29,10 +30,10 @@ class Gap:
 
 
 def _last_step(image: dict) -> str:
-    steps = image.get("steps") or {}
-    if not steps:
+    name = latest_step(image)
+    if name is None:
         return "no step recorded"
-    name, record = max(steps.items(), key=lambda item: str(item[1].get("finished", "")))
+    record = image["steps"][name]
     return f"last step {name}: {record.get('state')}" + (f" ({record['error']})" if record.get("error") else "")
 
 

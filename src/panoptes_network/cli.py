@@ -273,8 +273,10 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         for image_id, image in bar:
             rerun = plan_rerun(context, image_id, image, selection.step, token)
             row = {"image_id": image_id, "step": rerun.step, "status": image.get("status")}
-            if rerun.skipped or args.dry_run:
-                row |= {"result": "skipped", "note": rerun.skipped} if rerun.skipped else {"result": "planned", "note": rerun.topic}
+            if rerun.skipped:
+                row |= {"result": "skipped", "note": rerun.skipped}
+            elif args.dry_run:
+                row |= {"result": "planned", "note": rerun.topic}
             else:
                 pace.wait()
                 row |= {"result": "published", "note": publish(context, rerun)}

@@ -37,7 +37,10 @@ STAGES = {
 
 def moves_forward(current: str | None, new: ImageStatus) -> bool:
     """Whether ``new`` may replace the stored status ``current`` (a success replaces rejected/error)."""
-    stage = ImageStatus(current).stage if current in ImageStatus._value2member_map_ else None
+    try:
+        stage = ImageStatus(current).stage
+    except ValueError:  # no status yet (or one this version does not know)
+        stage = None
     return stage is None or new.stage is None or new.stage >= stage
 
 

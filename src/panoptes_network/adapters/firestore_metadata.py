@@ -60,27 +60,19 @@ def _from_firestore(value: Any) -> Any:
     return value
 
 
-def _leaf_paths(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """Field paths of the values in nested maps (an empty map is itself a value)."""
+def _leaves(fields: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """(field path, value) of the values in nested maps (an empty map is itself a value)."""
     for key, value in fields.items():
         if isinstance(value, Mapping) and value:
-            yield from _leaf_paths(value, (*prefix, key))
+            yield from _leaves(value, (*prefix, key))
         else:
-            yield (*prefix, key)
+            yield (*prefix, key), value
 
 
 def _replacing(path: tuple[str, ...], value: Any, also_merge: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
     """Field path -> value: ``path`` whole, and the leaves of ``also_merge`` outside it."""
-    merged = _to_firestore(also_merge)
-    writes: dict[tuple[str, ...], Any] = {}
-    for leaf in _leaf_paths(merged):
-        if leaf[: len(path)] != path:
-            node = merged
-            for key in leaf:
-                node = node[key]
-            writes[leaf] = node
-    writes[path] = _to_firestore(value)
-    return writes
+    writes = {leaf: item for leaf, item in _leaves(_to_firestore(also_merge)) if leaf[: len(path)] != path}
+    return {**writes, path: _to_firestore(value)}
 
 
 def _nested(writes: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:

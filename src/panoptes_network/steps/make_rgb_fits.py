@@ -20,7 +20,7 @@ from ..logs import log
 from ..messages import StepMessage
 from ..names import FileKind, parse_raw_name
 from ..outcomes import Outcome
-from ..outputs import store_output
+from ..outputs import IDENTICAL, KEPT, REPLACED, WRITTEN, store_output
 from ..rgb_products import RgbSettings, camera_fields, make_products
 from ..status import ImageStatus, StepState
 from ..step_runner import Step, StepResult, done_before
@@ -55,12 +55,12 @@ def handle(context: Context, message: StepMessage) -> StepResult:
     states = {
         key: store_output(context.storage, *output, replace=rerun and key != "raw_fits").state for key, output in outputs.items()
     }
-    conflicts = [outputs[key][1] for key, state in states.items() if state == "kept" and key != "raw_fits"]
+    conflicts = [outputs[key][1] for key, state in states.items() if state == KEPT and key != "raw_fits"]
     for conflict in conflicts:
         log(logger, "WARNING", f"{conflict} already exists with other content; left as it is")
     locations = {key: f"{bucket}/{path}" for key, (bucket, path, _, _) in outputs.items()}
-    raw_note = {"written": "made here", "identical": "made here (already written)", "kept": "the unit's own, left"}
-    new = sorted(key for key, state in states.items() if state in ("written", "replaced"))
+    raw_note = {WRITTEN: "made here", IDENTICAL: "made here (already written)", KEPT: "the unit's own, left"}
+    new = sorted(key for key, state in states.items() if state in (WRITTEN, REPLACED))
     record = {
         "outputs": locations,
         "written": new,

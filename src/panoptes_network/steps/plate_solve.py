@@ -42,7 +42,7 @@ from ..reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
 from ..sources_table import sources_parquet
 from ..stamp_database import pixels_to_bytes, replace_image_stamps
 from ..status import ImageStatus
-from ..step_runner import Step, StepResult, done_before, previous_run
+from ..step_runner import Step, StepResult, finished, previous_run
 
 NAME = "plate-solver"
 logger = logging.getLogger(__name__)
@@ -178,9 +178,8 @@ def store_outputs(
 def process(context: Context, message: StepMessage, settings: PlateSolveSettings) -> StepResult:
     """The whole step with explicit settings (``handle`` uses the defaults)."""
     background = background_ref(message)
-    if done_before(context, NAME, message.image_id, message) and (
-        previous_run(context, NAME, message.image_id).get("background") == background.identity
-    ):
+    previous = previous_run(context, NAME, message.image_id)
+    if finished(previous, message) and previous.get("background") == background.identity:
         return StepResult(Outcome.ALREADY_DONE, reason="already plate-solved")
     frame, rms, header, sky_level = load_frame(context, message, background)
     sky = {"background_adu": round(sky_level, 2), "rms_adu": round(float(np.median(rms)), 3)}
