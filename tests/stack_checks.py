@@ -69,17 +69,23 @@ class Watch:
         return image if image.get("steps", {}).get(step, {}).get("state") == "done" else None
 
     def published(self, topic: str) -> list[Any]:
-        """Every message published on ``topic`` since the watch began (``PubsubMessage``)."""
+        """Every message published on ``topic`` since the watch began (``PubsubMessage``); pulls
+        until the subscription answers empty (which the emulator may take seconds to say)."""
+        while self.pull(topic):
+            pass
+        return self.seen[topic]
+
+    def pull(self, topic: str) -> list[Any]:
+        """One pull: the messages it brought (returns as soon as there are any)."""
         subscription = self.subscriptions[topic]
-        while True:
-            response = self.subscriber.pull(request={"subscription": subscription, "max_messages": 100}, timeout=10)
-            if not response.received_messages:
-                break
-            self.seen[topic] += [m.message for m in response.received_messages]
+        response = self.subscriber.pull(request={"subscription": subscription, "max_messages": 100}, timeout=10)
+        fresh = [m.message for m in response.received_messages]
+        if fresh:
+            self.seen[topic] += fresh
             self.subscriber.acknowledge(
                 request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
             )
-        return self.seen[topic]
+        return fresh
 
 
 def request_lines(stack: LocalStack, image_id: str | None = None) -> list[dict[str, Any]]:

@@ -487,3 +487,30 @@ def test_a_held_lease_is_renewed_while_its_block_runs_and_released_after() -> No
             with lease(store, "step:img", seconds=0.3) as second:
                 assert not second
         assert store.get(LEASES, "step:img") is None
+
+
+def test_a_duplicate_waits_for_a_lease_given_up_within_its_patience() -> None:
+    """A copy of a quick step's message waits for the holder instead of answering 503 at once."""
+    import tempfile
+
+    from panoptes_network.leases import lease
+
+    with tempfile.TemporaryDirectory() as folder:
+        store = SqliteMetadata(Path(folder) / "m.sqlite")
+        holding, done = threading.Event(), threading.Event()
+
+        def first() -> None:
+            with lease(store, "step:img", seconds=5) as held:
+                assert held
+                holding.set()
+                time.sleep(0.5)
+            done.set()
+
+        worker = threading.Thread(target=first)
+        worker.start()
+        holding.wait(5)
+        with lease(store, "step:img", seconds=5, patience=0.0) as impatient:
+            assert not impatient
+        with lease(store, "step:img", seconds=5, patience=5.0) as patient:
+            assert patient and done.is_set()
+        worker.join(5)

@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -22,6 +23,11 @@ from .errors import TransientError
 from .logs import log
 
 LEASES = "leases"
+# A duplicate that finds the lease held waits this long for it before answering "come back
+# later": copies of a quick step then find the work done (204) instead of spending delivery
+# attempts on 503s, which could send a harmless copy to the dead-letter topic.
+PATIENCE_SECONDS = 2.0
+POLL_SECONDS = 0.1
 logger = logging.getLogger(__name__)
 
 
@@ -39,11 +45,22 @@ def _renew(metadata: MetadataStore, key: str, holder: str, seconds: float, stop:
             log(logger, "WARNING", f"could not renew lease {key}: {exc.message}")
 
 
+def _claim(metadata: MetadataStore, key: str, holder: str, seconds: float, patience: float) -> bool:
+    """Take the lease, waiting up to ``patience`` seconds for another holder to give it up."""
+    deadline = time.monotonic() + patience
+    while not metadata.claim_lease(LEASES, key, holder, _now(), _now() + dt.timedelta(seconds=seconds)):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(POLL_SECONDS)
+    return True
+
+
 @contextlib.contextmanager
-def lease(metadata: MetadataStore, key: str, seconds: float) -> Iterator[bool]:
-    """Hold lease ``key`` for the block (True), or say another attempt holds it (False)."""
+def lease(metadata: MetadataStore, key: str, seconds: float, patience: float = PATIENCE_SECONDS) -> Iterator[bool]:
+    """Hold lease ``key`` for the block (True), or say another attempt still holds it after
+    ``patience`` seconds (False)."""
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-    if not metadata.claim_lease(LEASES, key, holder, _now(), _now() + dt.timedelta(seconds=seconds)):
+    if not _claim(metadata, key, holder, seconds, patience):
         yield False
         return
     stop = threading.Event()
