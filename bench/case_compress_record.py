@@ -8,10 +8,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from panoptes_network.fits_codec import compressed_file, open_fits, to_bytes
-from panoptes_network.fits_header import read_image_header
-from panoptes_network.lossless_compression import compress_hdus, compress_verified
-from panoptes_network.synthetic import FrameSpec, make_frame, write_frame
+from panoptes_network.science.fits_codec import compressed_file, open_fits, to_bytes
+from panoptes_network.science.fits_header import read_image_header
+from panoptes_network.science.lossless_compression import compress_hdus, compress_verified
+from panoptes_network.synthetic.frames import FrameSpec, make_frame, write_frame
 
 Pair = tuple[Callable[[], object], Callable[[], object]]
 

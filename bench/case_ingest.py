@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from panoptes_network.adapters.folder_storage import FolderStorage
-from panoptes_network.ingest import ingest
-from panoptes_network.synthetic import FrameSpec, write_frame
+from panoptes_network.drivers.ingest import ingest
+from panoptes_network.synthetic.frames import FrameSpec, write_frame
 
 
 @contextmanager

@@ -24,11 +24,11 @@ import numpy as np
 import rawpy
 from astropy.io import fits
 
-from panoptes_network.bayer_interpolation import COLORS, Method
-from panoptes_network.names import parse_raw_name
-from panoptes_network.rgb_products import color_files, raw_fits, raw_header, read_raw
-from panoptes_network.synthetic import FrameSpec
-from panoptes_network.synthetic_raw import raw_path, write_raw
+from panoptes_network.science.bayer_interpolation import COLORS, Method
+from panoptes_network.core.names import parse_raw_name
+from panoptes_network.science.rgb_products import color_files, raw_fits, raw_header, read_raw
+from panoptes_network.synthetic.frames import FrameSpec
+from panoptes_network.synthetic.camera_raw import raw_path, write_raw
 
 # exiftool names -> FITS keywords, as upstream's cr2_to_fits copied them.
 UPSTREAM_KEYWORDS = {
@@ -42,8 +42,8 @@ UPSTREAM_KEYWORDS = {
 PEAK_MEMORY_SCRIPT = """
 import re, sys
 from pathlib import Path
-from panoptes_network.context import local_context
-from panoptes_network.settings import Settings
+from panoptes_network.core.context import local_context
+from panoptes_network.core.settings import Settings
 sys.path.insert(0, sys.argv[3])
 from step_harness import deliver, message_for
 root = Path(sys.argv[1])

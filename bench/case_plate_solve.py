@@ -27,16 +27,16 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from panoptes_network import background_model
+from panoptes_network.science import background_model
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
-from panoptes_network.astrometry_solver import solve
-from panoptes_network.context import local_context
-from panoptes_network.frame_astrometry import mount_hint
-from panoptes_network.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
-from panoptes_network.settings import Settings
-from panoptes_network.source_detection import detect_sources
+from panoptes_network.science.solve_field import solve
+from panoptes_network.core.context import local_context
+from panoptes_network.science.frame_astrometry import mount_hint
+from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
+from panoptes_network.core.settings import Settings
+from panoptes_network.science.source_detection import detect_sources
 from panoptes_network.steps.plate_solve import PlateSolveSettings, process
-from panoptes_network.synthetic_star_field import StarFieldSpec, frame_spec_for, make_star_field
+from panoptes_network.synthetic.star_field import StarFieldSpec, frame_spec_for, make_star_field
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from panoptes_network.stack import patched_env, start_stack
-from panoptes_network.stack_load import load_frames, measure, settled, upload_all, wait_until_final
+from panoptes_network.local.stack import patched_env, start_stack
+from panoptes_network.local.stack_load import load_frames, measure, settled, upload_all, wait_until_final
 
 Pair = tuple[Callable[[], object], Callable[[], object]]
 

@@ -1,5 +1,5 @@
 """Cloud Run entry point of the image-received service: gunicorn serves `main:app`."""
 
-from panoptes_network.service import create_service
+from panoptes_network.drivers.service import create_service
 
 app = create_service("image-received")

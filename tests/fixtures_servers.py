@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from panoptes_network import emulators
-from panoptes_network.sql_tables import normalised_url
+from panoptes_network.local import emulators
+from panoptes_network.adapters.sql_tables import normalised_url
 
 POSTGRES = os.environ.get("PANOPTES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from panoptes_network.stack import LocalStack, start_stack
+from panoptes_network.local.stack import LocalStack, start_stack
 
 
 def running_stack(tmp_path_factory: pytest.TempPathFactory, prefix: str, **options: Any) -> Iterator[LocalStack]:

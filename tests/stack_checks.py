@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from panoptes_network.fits_codec import compressed_file
-from panoptes_network.names import parse_raw_name
-from panoptes_network.stack import LocalStack, patched_env
-from panoptes_network.synthetic_star_field import StarFieldSpec, make_star_field
+from panoptes_network.science.fits_codec import compressed_file
+from panoptes_network.core.names import parse_raw_name
+from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
 
 DEADLINE_SECONDS = 240
 CHAIN = ("image-received", "record-image", "subtract-background", "plate-solver")

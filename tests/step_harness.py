@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from panoptes_network.adapters.publisher import QueuePublisher
-from panoptes_network.context import Context, local_context
-from panoptes_network.messages import ObjectRef, PushMessage, StepMessage
-from panoptes_network.names import parse_raw_name
-from panoptes_network.settings import Settings
-from panoptes_network.step_runner import Handled, run_step
-from panoptes_network.topology import load_topology
+from panoptes_network.core.context import Context, local_context
+from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
+from panoptes_network.core.names import parse_raw_name
+from panoptes_network.core.settings import Settings
+from panoptes_network.core.step_shell import Handled, run_step
+from panoptes_network.core.topology import load_topology
 
 RAW = "panoptes-raw-images"
 

@@ -26,9 +26,9 @@ from panoptes_network.adapters.publisher import Publisher, QueuePublisher
 from panoptes_network.adapters.pubsub_publisher import PubSubPublisher
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
 from panoptes_network.adapters.storage import Storage
-from panoptes_network.emulators import free_port
-from panoptes_network.errors import AlreadyExists, NotFound, PreconditionFailed, TransientError
-from panoptes_network.messages import ObjectRef
+from panoptes_network.local.emulators import free_port
+from panoptes_network.core.errors import AlreadyExists, NotFound, PreconditionFailed, TransientError
+from panoptes_network.core.messages import ObjectRef
 
 RAW = "PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz"
 TRANSIENT_BOUND = 15.0
@@ -475,7 +475,7 @@ def test_a_held_lease_is_renewed_while_its_block_runs_and_released_after() -> No
     """leases.lease over the SQLite store: held past its nominal length while renewed, then gone."""
     import tempfile
 
-    from panoptes_network.leases import LEASES, lease
+    from panoptes_network.core.leases import LEASES, lease
 
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteMetadata(Path(folder) / "m.sqlite")
@@ -493,7 +493,7 @@ def test_a_duplicate_waits_for_a_lease_given_up_within_its_patience() -> None:
     """A copy of a quick step's message waits for the holder instead of answering 503 at once."""
     import tempfile
 
-    from panoptes_network.leases import lease
+    from panoptes_network.core.leases import lease
 
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteMetadata(Path(folder) / "m.sqlite")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from panoptes_network.messages import ObjectRef, PushMessage, StepMessage, storage_notification
-from panoptes_network.outcomes import Outcome
-from panoptes_network.step_runner import run_step
-from panoptes_network.topology import load_topology
+from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, storage_notification
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.step_shell import run_step
+from panoptes_network.core.topology import load_topology
 
 from step_harness import RAW, deliver, drain, local, message_for
 

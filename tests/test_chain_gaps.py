@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from panoptes_network.cli import main
+from panoptes_network.drivers.cli import main
 
 
 def test_gaps_lists_only_the_unfinished(test_data: Path, tmp_path: Path, capsys) -> None:

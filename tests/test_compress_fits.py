@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from panoptes_network.context import Context
-from panoptes_network.errors import TransientError
-from panoptes_network.lossless_compression import compress_verified
-from panoptes_network.outcomes import Outcome
+from panoptes_network.core.context import Context
+from panoptes_network.core.errors import TransientError
+from panoptes_network.science.lossless_compression import compress_verified
+from panoptes_network.core.outcomes import Outcome
 
 from step_harness import RAW, deliver, drain, local, message_for
 

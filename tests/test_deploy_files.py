@@ -19,7 +19,7 @@ from panoptes_network.deploy.__main__ import expected_files
 from panoptes_network.deploy.build_files import cloud_build_names
 from panoptes_network.deploy.service_commands import invoker_binding_args, run_deploy_args
 from panoptes_network.deploy.service_config import ServiceDeployment, service_deployments
-from panoptes_network.topology import load_topology
+from panoptes_network.core.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = service_deployments()
@@ -150,7 +150,7 @@ def test_concurrency_beyond_the_threads_is_refused() -> None:
 
 
 def test_the_plate_solver_runs_one_solve_at_a_time_past_its_cpu_limits() -> None:
-    from panoptes_network.astrometry_solver import SolveSettings
+    from panoptes_network.science.solve_field import SolveSettings
 
     if "plate-solver" not in BY_NAME:
         pytest.skip("no plate-solver in the topology")

@@ -23,7 +23,7 @@ import pytest
 from panoptes_network.deploy.__main__ import main
 from panoptes_network.deploy.service_config import service_deployments
 from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_hash
-from panoptes_network.topology import load_topology
+from panoptes_network.core.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT, NUMBER, REGION, TAG = "proj", "123456789", "europe-west1", "abc123"

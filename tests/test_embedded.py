@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from panoptes_network.cli import main
-from panoptes_network.synthetic import FrameSpec, write_frame
+from panoptes_network.drivers.cli import main
+from panoptes_network.synthetic.frames import FrameSpec, write_frame
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def small_frame(tmp_path_factory) -> Path:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "panoptes_network.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "panoptes_network", *args], capture_output=True, text=True, timeout=120
     )
 
 

@@ -15,13 +15,13 @@ import rawpy
 from astropy.io import fits
 from PIL import Image
 
-from panoptes_network.bayer_interpolation import COLORS, Method, bilinear
-from panoptes_network.errors import BadInput
-from panoptes_network.exif_header import camera_cards
-from panoptes_network.names import parse_raw_name
-from panoptes_network.rgb_products import Products, RgbSettings, camera_fields, make_products
-from panoptes_network.synthetic import FrameSpec
-from panoptes_network.synthetic_raw import dng_bytes, make_raw
+from panoptes_network.science.bayer_interpolation import COLORS, Method, bilinear
+from panoptes_network.core.errors import BadInput
+from panoptes_network.science.exif_header import camera_cards
+from panoptes_network.core.names import parse_raw_name
+from panoptes_network.science.rgb_products import Products, RgbSettings, camera_fields, make_products
+from panoptes_network.synthetic.frames import FrameSpec
+from panoptes_network.synthetic.camera_raw import dng_bytes, make_raw
 
 NAME = parse_raw_name("PAN001/14d3bd/20181011T134202/20181011T134333.cr2")
 LAYOUTS = ("RGGB", "GRBG", "GBRG", "BGGR")
@@ -64,7 +64,7 @@ def test_the_raw_fits_is_the_dng_mosaic_bit_for_bit_with_the_pocs_header(full_ra
 
 
 def test_the_raw_fits_header_names_the_ids_that_header_naming_reads_back(full_products: Products) -> None:
-    from panoptes_network.names import raw_name_from_header
+    from panoptes_network.core.names import raw_name_from_header
 
     _, header = fits_data(full_products.raw_fits)
     assert raw_name_from_header(header, "fits.fz").base_path == NAME.base_path

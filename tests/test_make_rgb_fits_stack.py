@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from panoptes_network.stack import LocalStack, patched_env
-from panoptes_network.synthetic import FrameSpec
-from panoptes_network.synthetic_raw import make_raw, raw_path
+from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.synthetic.frames import FrameSpec
+from panoptes_network.synthetic.camera_raw import make_raw, raw_path
 
 from test_stack import pull_one
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from panoptes_network.embedded import EmbeddedRunner
-from panoptes_network.messages import ObjectRef
-from panoptes_network.outcomes import Outcome
-from panoptes_network.synthetic import FrameSpec
-from panoptes_network.synthetic_raw import make_raw, raw_path
+from panoptes_network.drivers.embedded import EmbeddedRunner
+from panoptes_network.core.messages import ObjectRef
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.synthetic.frames import FrameSpec
+from panoptes_network.synthetic.camera_raw import make_raw, raw_path
 
 from step_harness import RAW, deliver, local, message_for
 

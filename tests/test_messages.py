@@ -9,17 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from panoptes_network.errors import Ignored, MalformedRequest
-from panoptes_network.messages import (
-    SCHEMA_VERSION,
-    ObjectRef,
-    PushMessage,
-    StepMessage,
-    parse_push_envelope,
-    parse_step_message,
-    parse_storage_notification,
-    storage_notification,
-)
+from panoptes_network.core.errors import Ignored, MalformedRequest
+from panoptes_network.core.messages import SCHEMA_VERSION, ObjectRef, PushMessage, StepMessage, parse_push_envelope, parse_step_message, parse_storage_notification, storage_notification
 
 
 def envelope(data: bytes, attributes: dict[str, str] | None = None, message_id: str = "1") -> bytes:

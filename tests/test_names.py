@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from panoptes_network.errors import BadInput
-from panoptes_network.names import FileKind, parse_raw_name, raw_name_from_header
+from panoptes_network.core.errors import BadInput
+from panoptes_network.core.names import FileKind, parse_raw_name, raw_name_from_header
 
 
 def test_canonical_name_gives_ids_and_kind() -> None:
@@ -118,7 +118,7 @@ def test_name_from_a_header_without_ids_names_what_is_missing() -> None:
 
 
 def test_name_from_the_real_unsolved_header(test_data) -> None:
-    from panoptes_network.ingest import read_fits_header
+    from panoptes_network.drivers.ingest import read_fits_header
 
     header = read_fits_header(test_data / "panoptes" / "unsolved.fits")
     name = raw_name_from_header(header, "fits")

@@ -16,20 +16,21 @@ from astropy.io import fits
 from astropy.wcs import FITSFixedWarning, WCS
 from PIL import Image
 
-from panoptes_network import background_model, fits_codec
-from panoptes_network.astrometry_solver import SolveSettings, spread_selection
-from panoptes_network.context import Context, local_context
-from panoptes_network.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
-from panoptes_network.messages import ObjectRef, PushMessage, StepMessage
-from panoptes_network.outcomes import Outcome
-from panoptes_network.postage_stamps import stamp_origins
-from panoptes_network.reference_catalog import TychoIndexCatalog, angular_distance
-from panoptes_network.settings import Settings
-from panoptes_network.stamp_database import image_stamps, pixels_from_bytes
-from panoptes_network.step_runner import run_step
+from panoptes_network.science import background_model
+from panoptes_network.science import fits_codec
+from panoptes_network.science.solve_field import SolveSettings, spread_selection
+from panoptes_network.core.context import Context, local_context
+from panoptes_network.science.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
+from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.science.postage_stamps import stamp_origins
+from panoptes_network.adapters.reference_catalog import TychoIndexCatalog, angular_distance
+from panoptes_network.core.settings import Settings
+from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes
+from panoptes_network.core.step_shell import run_step
 from panoptes_network.steps.plate_solve import STEP, PlateSolveSettings
-from panoptes_network.synthetic_star_field import StarFieldSpec, make_star_field, wcs_error_px
-from panoptes_network.topology import load_topology
+from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field, wcs_error_px
+from panoptes_network.core.topology import load_topology
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 

@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from astropy.io import fits
 from astropy.table import Table
 
-from panoptes_network.context import local_context
-from panoptes_network.messages import parse_step_message
-from panoptes_network.reference_catalog import SqlCatalog, TychoIndexCatalog, load_catalog_file
-from panoptes_network.settings import Settings
-from panoptes_network.stamp_database import image_stamps, pixels_from_bytes, pixels_to_bytes, replace_image_stamps
+from panoptes_network.core.context import local_context
+from panoptes_network.core.messages import parse_step_message
+from panoptes_network.adapters.reference_catalog import SqlCatalog, TychoIndexCatalog, load_catalog_file
+from panoptes_network.core.settings import Settings
+from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes, pixels_to_bytes, replace_image_stamps
 from panoptes_network.steps.plate_solve import PlateSolveSettings, process
 
 from fixtures_servers import POSTGRES, postgres_engine

@@ -10,8 +10,8 @@ import time
 import pytest
 from astropy.io import fits
 
-from panoptes_network import fits_codec
-from panoptes_network.stack import LocalStack, patched_env
+from panoptes_network.science import fits_codec
+from panoptes_network.local.stack import LocalStack, patched_env
 
 
 pytestmark = [pytest.mark.stack, pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")]

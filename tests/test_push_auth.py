@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
-from panoptes_network.outcomes import Outcome
-from panoptes_network.push_auth import CertificateCache, PushAuthFailure, PushVerifier, fetch_certs
-from panoptes_network.settings import Settings
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.drivers.push_auth import CertificateCache, PushAuthFailure, PushVerifier, fetch_certs
+from panoptes_network.core.settings import Settings
 
 from test_service import client_for, json_logs, local, request_lines, upload  # noqa: F401 (fixtures)
 
@@ -208,7 +208,7 @@ def test_push_auth_off_is_said_at_boot(monkeypatch, local, json_logs) -> None:  
     context, _ = local
     client_for(context)
     boot = [json.loads(line) for line in json_logs.getvalue().splitlines()]
-    [warning] = [line for line in boot if line["logger"] == "panoptes_network.push_auth"]
+    [warning] = [line for line in boot if line["logger"] == "panoptes_network.drivers.push_auth"]
     assert warning["severity"] == "WARNING" and warning["push_auth"] is False and "OFF" in warning["message"]
 
 

@@ -13,11 +13,11 @@ from astropy.io import fits
 
 from panoptes_network.adapters.firestore_metadata import FirestoreMetadata
 from panoptes_network.adapters.metadata import GeoPoint
-from panoptes_network.context import Context
-from panoptes_network.fits_codec import compressed_file
-from panoptes_network.fits_header import read_image_header
-from panoptes_network.outcomes import Outcome
-from panoptes_network.synthetic import FrameSpec, make_frame
+from panoptes_network.core.context import Context
+from panoptes_network.science.fits_codec import compressed_file
+from panoptes_network.science.fits_header import read_image_header
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.synthetic.frames import FrameSpec, make_frame
 
 from step_harness import RAW, deliver, drain, local, message_for
 
@@ -218,7 +218,7 @@ def test_header_command_prints_json(test_data: Path) -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "panoptes_network.cli", "header", str(test_data / "panoptes/solved.fits.fz")],
+        [sys.executable, "-m", "panoptes_network", "header", str(test_data / "panoptes/solved.fits.fz")],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from panoptes_network.cli import main
-from panoptes_network.embedded import EmbeddedRunner
-from panoptes_network.messages import PushMessage
-from panoptes_network.outcomes import Outcome
-from panoptes_network.reprocessing import Selection, new_token, parse_since, plan_rerun, publish, select_images
-from panoptes_network.step_runner import run_step
-from panoptes_network.synthetic import FrameSpec, write_frame
-from panoptes_network.synthetic_star_field import StarFieldSpec, frame_spec_for, make_star_field
+from panoptes_network.drivers.cli import main
+from panoptes_network.drivers.embedded import EmbeddedRunner
+from panoptes_network.core.messages import PushMessage
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.operations.reprocessing import Selection, new_token, parse_since, plan_rerun, publish, select_images
+from panoptes_network.core.step_shell import run_step
+from panoptes_network.synthetic.frames import FrameSpec, write_frame
+from panoptes_network.synthetic.star_field import StarFieldSpec, frame_spec_for, make_star_field
 
 SOLVED = "PAN000_SC5348_20261124T080203"
 UNSOLVED = "PAN002_SC5348_20261124T080203"

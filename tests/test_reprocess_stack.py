@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from panoptes_network.cli import main
-from panoptes_network.fits_codec import compressed_file
-from panoptes_network.stack import LocalStack, patched_env
-from panoptes_network.synthetic_star_field import StarFieldSpec, make_star_field
+from panoptes_network.drivers.cli import main
+from panoptes_network.science.fits_codec import compressed_file
+from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
 from stack_checks import wait_for
 
 pytestmark = pytest.mark.stack

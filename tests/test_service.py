@@ -14,18 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from panoptes_network.context import Context, local_context
-from panoptes_network.errors import TransientError
-from panoptes_network.logs import JsonFormatter
-from panoptes_network.messages import (
-    ObjectRef,
-    PushMessage,
-    parse_step_message,
-    parse_storage_notification,
-    storage_notification,
-)
-from panoptes_network.service import create_app
-from panoptes_network.settings import Settings
+from panoptes_network.core.context import Context, local_context
+from panoptes_network.core.errors import TransientError
+from panoptes_network.core.logs import JsonFormatter
+from panoptes_network.core.messages import ObjectRef, PushMessage, parse_step_message, parse_storage_notification, storage_notification
+from panoptes_network.drivers.service import create_app
+from panoptes_network.core.settings import Settings
 
 from test_messages import envelope
 
@@ -227,7 +221,7 @@ def test_service_folders_serve_their_step(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from panoptes_network.topology import load_topology
+    from panoptes_network.core.topology import load_topology
 
     root = Path(__file__).resolve().parents[1]
     for service in load_topology().services:

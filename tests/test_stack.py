@@ -11,8 +11,8 @@ import uuid
 import pytest
 import requests
 
-from panoptes_network.messages import SCHEMA_VERSION
-from panoptes_network.stack import LocalStack, patched_env
+from panoptes_network.core.messages import SCHEMA_VERSION
+from panoptes_network.local.stack import LocalStack, patched_env
 
 pytestmark = pytest.mark.stack
 
@@ -112,7 +112,7 @@ def test_the_stack_command_starts_everything_and_sigterm_stops_every_child(tmp_p
     import sys
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "panoptes_network.cli", "stack", "--project", "cli-stack", "--log-dir", str(tmp_path)],
+        [sys.executable, "-m", "panoptes_network", "stack", "--project", "cli-stack", "--log-dir", str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -131,7 +131,7 @@ def test_the_stack_command_starts_everything_and_sigterm_stops_every_child(tmp_p
     assert "export PUBSUB_EMULATOR_HOST=127.0.0.1:" in output
     assert "export STORAGE_EMULATOR_HOST=http://127.0.0.1:" in output
     pids = [int(word) for line in lines if " pid " in line for word in [line.split(" pid ")[1].split()[0]]]
-    from panoptes_network.topology import load_topology
+    from panoptes_network.core.topology import load_topology
 
     assert len(pids) == 3 + len(load_topology().services)  # Pub/Sub, Firestore, fake GCS, each service
     service_line = next(line for line in lines if line.strip().startswith("image-received"))
@@ -148,7 +148,7 @@ def test_a_message_that_always_fails_ends_in_the_dead_letter_topic(local_stack: 
     """A step message the service can never accept (400) is pushed 5 times, then dead-lettered."""
     from google.cloud import pubsub_v1
 
-    from panoptes_network.topology import MAX_DELIVERY_ATTEMPTS, dead_letter_topic, load_topology
+    from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, dead_letter_topic, load_topology
 
     _, subscriber, _ = clients
     with patched_env(local_stack.client_env):
@@ -169,7 +169,7 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
 
     from google.cloud import pubsub_v1
 
-    from panoptes_network.topology import load_topology
+    from panoptes_network.core.topology import load_topology
 
     _, subscriber, _ = clients
     with patched_env(local_stack.client_env):
@@ -181,7 +181,7 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, **local_stack.client_env}
-        return subprocess.run([sys.executable, "-m", "panoptes_network.cli", "dlq", *args],
+        return subprocess.run([sys.executable, "-m", "panoptes_network", "dlq", *args],
                               capture_output=True, text=True, env=env, timeout=120)
 
     while time.monotonic() < deadline:  # five pushes, backing off, then the dead-letter topic

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from panoptes_network.stack import LocalStack, patched_env
+from panoptes_network.local.stack import LocalStack, patched_env
 from stack_checks import wait_for
 
 pytestmark = pytest.mark.stack

@@ -24,10 +24,10 @@ import sqlalchemy as sa
 
 from fixtures_servers import POSTGRES, postgres_engine
 from fixtures_stack import running_stack
-from panoptes_network.messages import ObjectRef, storage_notification
-from panoptes_network.sql_tables import engine_for
-from panoptes_network.stack import LocalStack
-from panoptes_network.topology import load_topology
+from panoptes_network.core.messages import ObjectRef, storage_notification
+from panoptes_network.adapters.sql_tables import engine_for
+from panoptes_network.local.stack import LocalStack
+from panoptes_network.core.topology import load_topology
 from stack_checks import Watch, assert_completed_once, request_lines, wait_for
 
 pytestmark = pytest.mark.stack

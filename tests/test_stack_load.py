@@ -23,22 +23,12 @@ from typing import Any
 import pytest
 
 from fixtures_stack import running_stack
-from panoptes_network.dead_letters import DeadLetter, DeadLetterQueue
-from panoptes_network.messages import ObjectRef
-from panoptes_network.names import parse_raw_name
-from panoptes_network.stack import LocalStack, patched_env
-from panoptes_network.stack_load import (
-    CHAIN,
-    LoadFrame,
-    Uploads,
-    final_step_done,
-    load_frames,
-    measure,
-    settled,
-    upload_all,
-    wait_until_final,
-)
-from panoptes_network.topology import load_topology
+from panoptes_network.operations.dead_letters import DeadLetter, DeadLetterQueue
+from panoptes_network.core.messages import ObjectRef
+from panoptes_network.core.names import parse_raw_name
+from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.local.stack_load import CHAIN, LoadFrame, Uploads, final_step_done, load_frames, measure, settled, upload_all, wait_until_final
+from panoptes_network.core.topology import load_topology
 from stack_checks import request_lines, stored_uploads
 
 pytestmark = pytest.mark.stack

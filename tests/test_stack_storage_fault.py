@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pytest
 
 from fixtures_stack import running_stack
-from panoptes_network.stack import LocalStack
+from panoptes_network.local.stack import LocalStack
 from stack_checks import Watch, assert_completed_once, request_lines, wait_for
 
 pytestmark = pytest.mark.stack

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from panoptes_network.context import Context
-from panoptes_network.messages import ObjectRef, PushMessage, StepMessage
-from panoptes_network.outcomes import Outcome
-from panoptes_network.status import ImageStatus
-from panoptes_network.step_runner import Step, StepResult, run_step
-from panoptes_network.topology import load_topology
+from panoptes_network.core.context import Context
+from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.status import ImageStatus
+from panoptes_network.core.step_shell import Step, StepResult, run_step
+from panoptes_network.core.topology import load_topology
 
 from step_harness import local
 

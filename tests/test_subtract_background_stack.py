@@ -8,11 +8,11 @@ import uuid
 
 import pytest
 
-from panoptes_network import fits_codec
-from panoptes_network.background_model import load_model
-from panoptes_network.messages import ObjectRef, StepMessage
-from panoptes_network.stack import LocalStack, patched_env
-from panoptes_network.synthetic import FrameSpec, make_frame
+from panoptes_network.science import fits_codec
+from panoptes_network.science.background_model import load_model
+from panoptes_network.core.messages import ObjectRef, StepMessage
+from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.synthetic.frames import FrameSpec, make_frame
 
 from test_stack import pull_one
 

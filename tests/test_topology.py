@@ -9,7 +9,7 @@ import pytest
 
 from panoptes_network.deploy.readme_topology import BEGIN, END, current_block, topology_markdown, with_topology_block
 from panoptes_network.deploy.service_config import topology_text
-from panoptes_network.topology import load_topology, parse_topology
+from panoptes_network.core.topology import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,8 +21,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from ..errors import TransientError
-from .metadata import AlsoMerge, GeoPoint, Increments
+from panoptes_network.core.errors import TransientError
+from panoptes_network.adapters.metadata import AlsoMerge, GeoPoint, Increments
 
 RETRY_SECONDS = 5.0
 CONDITIONAL_ATTEMPTS = 10  # conditional writes read again this often before giving up (transient)

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from ..errors import AlreadyExists, NotFound
-from ..messages import ObjectRef
-from .storage import ObjectInfo, require_live_generation
+from panoptes_network.core.errors import AlreadyExists, NotFound
+from panoptes_network.core.messages import ObjectRef
+from panoptes_network.adapters.storage import ObjectInfo, require_live_generation
 
 TEMP_PREFIX = ".tmp-"
 

@@ -14,7 +14,7 @@ from google.api_core import exceptions as api
 from google.api_core import retry as retries
 from google.cloud import pubsub_v1
 
-from ..errors import TransientError
+from panoptes_network.core.errors import TransientError
 
 RETRY_SECONDS = 5.0
 PUBLISH_TIMEOUT = 10.0

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..errors import TransientError
-from .metadata import AlsoMerge, GeoPoint, Increments, deep_merge
+from panoptes_network.core.errors import TransientError
+from panoptes_network.adapters.metadata import AlsoMerge, GeoPoint, Increments, deep_merge
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (

@@ -11,8 +11,8 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Protocol
 
-from ..errors import NotFound, PreconditionFailed
-from ..messages import ObjectRef
+from panoptes_network.core.errors import NotFound, PreconditionFailed
+from panoptes_network.core.messages import ObjectRef
 
 
 @dataclasses.dataclass(frozen=True)

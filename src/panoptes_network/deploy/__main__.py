@@ -9,16 +9,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..topology import parse_topology
-from .build_files import ALL_BUILD_CONFIG, DEFAULT_REGION, SERVICE_BUILD_CONFIG, dockerfile, generated_files
-from .cloud_names import CloudNames, suffixed_buckets
-from .gcloud_runner import Change, Gcloud, GcloudError
-from .infra import plan_infra
-from .readme_topology import README, topology_markdown, with_topology_block
-from .service_commands import build_submit_args, invoker_binding_args, run_deploy_args
-from .service_config import service_deployment, service_deployments, topology_text
-from .sql_schema import SCHEMA_FILE, schema_file_text
-from .sql_schema_import import plan_schema_import
+from panoptes_network.core.topology import parse_topology
+from panoptes_network.deploy.build_files import ALL_BUILD_CONFIG, DEFAULT_REGION, SERVICE_BUILD_CONFIG, dockerfile, generated_files
+from panoptes_network.deploy.cloud_names import CloudNames, suffixed_buckets
+from panoptes_network.deploy.gcloud_runner import Change, Gcloud, GcloudError
+from panoptes_network.deploy.infra import plan_infra
+from panoptes_network.deploy.readme_topology import README, topology_markdown, with_topology_block
+from panoptes_network.deploy.service_commands import build_submit_args, invoker_binding_args, run_deploy_args
+from panoptes_network.deploy.service_config import service_deployment, service_deployments, topology_text
+from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_file_text
+from panoptes_network.deploy.sql_schema_import import plan_schema_import
 
 DESCRIPTION = """\
 Deploy the pipeline to Google Cloud, from resources/topology.toml.

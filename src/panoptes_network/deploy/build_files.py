@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from .cloud_names import CloudNames
-from .service_commands import invoker_binding_args, run_deploy_args
-from .service_config import ServiceDeployment
+from panoptes_network.deploy.cloud_names import CloudNames
+from panoptes_network.deploy.service_commands import invoker_binding_args, run_deploy_args
+from panoptes_network.deploy.service_config import ServiceDeployment
 
 BASE_IMAGE = "python:3.11-slim-bookworm"
 APP_DIR = "/app"

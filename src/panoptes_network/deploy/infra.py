@@ -18,19 +18,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-from ..topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic
-from .cloud_names import (
-    DATABASE_URL_SECRET,
-    MAX_RETRY_DELAY,
-    MIN_RETRY_DELAY,
-    SQL_DATABASE,
-    SQL_INSTANCE,
-    CloudNames,
-    REPOSITORY,
-)
-from .gcloud_runner import Change, Gcloud
-from .service_config import ServiceDeployment
-from .sql_schema_import import instance_read
+from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic
+from panoptes_network.deploy.cloud_names import DATABASE_URL_SECRET, MAX_RETRY_DELAY, MIN_RETRY_DELAY, SQL_DATABASE, SQL_INSTANCE, CloudNames, REPOSITORY
+from panoptes_network.deploy.gcloud_runner import Change, Gcloud
+from panoptes_network.deploy.service_config import ServiceDeployment
+from panoptes_network.deploy.sql_schema_import import instance_read
 
 APIS = (
     "run.googleapis.com",

@@ -6,8 +6,8 @@ of ``cloudbuild.yaml`` (substitution tokens), so both deploy with the same flags
 
 from __future__ import annotations
 
-from .cloud_names import DATABASE_URL_SECRET, CloudNames
-from .service_config import ServiceDeployment
+from panoptes_network.deploy.cloud_names import DATABASE_URL_SECRET, CloudNames
+from panoptes_network.deploy.service_config import ServiceDeployment
 
 
 def env_vars(deployment: ServiceDeployment, names: CloudNames) -> dict[str, str]:

@@ -11,7 +11,7 @@ import dataclasses
 import tomllib
 from importlib import resources
 
-from ..topology import Service, parse_topology
+from panoptes_network.core.topology import Service, parse_topology
 
 DEFAULT_MEMORY = "1Gi"  # Cloud Run memory limit (a full frame in float32 is about 100 MB)
 DEFAULT_CPU = 1

@@ -15,7 +15,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ..sql_tables import define_tables
+from panoptes_network.adapters.sql_tables import define_tables
 
 SCHEMA_FILE = Path("resources/cloud-sql-schema.sql")
 HEADER = (

@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from .cloud_names import SQL_DATABASE, SQL_INSTANCE, CloudNames
-from .gcloud_runner import Change, Gcloud, GcloudError
-from .sql_schema import SCHEMA_FILE, schema_hash
+from panoptes_network.deploy.cloud_names import SQL_DATABASE, SQL_INSTANCE, CloudNames
+from panoptes_network.deploy.gcloud_runner import Change, Gcloud, GcloudError
+from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_hash
 
 SCHEMA_LABEL = "panoptes-schema"
 # In a dry run before the instance exists its service account is not known yet: this stands in.

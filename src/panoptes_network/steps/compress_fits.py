@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 
-from ..context import Context
-from ..errors import AlreadyExists, BadInput, NotFound, PreconditionFailed
-from ..lossless_compression import compress_verified, holds_same_content
-from ..logs import log
-from ..messages import ObjectRef, StepMessage
-from ..outcomes import Outcome
-from ..status import StepState
-from ..step_runner import Step, StepResult
+from panoptes_network.core.context import Context
+from panoptes_network.core.errors import AlreadyExists, BadInput, NotFound, PreconditionFailed
+from panoptes_network.science.lossless_compression import compress_verified, holds_same_content
+from panoptes_network.core.logs import log
+from panoptes_network.core.messages import ObjectRef, StepMessage
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.status import StepState
+from panoptes_network.core.step_shell import Step, StepResult
 
 NAME = "compress-fits"
 logger = logging.getLogger(__name__)

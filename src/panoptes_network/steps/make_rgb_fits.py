@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import logging
 
-from ..context import Context
-from ..errors import BadInput, NotFound
-from ..logs import log
-from ..messages import StepMessage
-from ..names import FileKind, parse_raw_name
-from ..outcomes import Outcome
-from ..outputs import IDENTICAL, KEPT, REPLACED, WRITTEN, store_output
-from ..rgb_products import RgbSettings, camera_fields, make_products
-from ..status import ImageStatus, StepState
-from ..step_runner import Step, StepResult, done_before
+from panoptes_network.core.context import Context
+from panoptes_network.core.errors import BadInput, NotFound
+from panoptes_network.core.logs import log
+from panoptes_network.core.messages import StepMessage
+from panoptes_network.core.names import FileKind, parse_raw_name
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.outputs import IDENTICAL, KEPT, REPLACED, WRITTEN, store_output
+from panoptes_network.science.rgb_products import RgbSettings, camera_fields, make_products
+from panoptes_network.core.status import ImageStatus, StepState
+from panoptes_network.core.step_shell import Step, StepResult, done_before
 
 NAME = "make-rgb-fits"
 SETTINGS = RgbSettings()

@@ -26,23 +26,24 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from .. import __version__, fits_codec
-from ..astrometry_solver import Solution
-from ..background_model import load_model, load_rms
-from ..context import Context
-from ..errors import BadInput, NotFound
-from ..frame_astrometry import AnalysisSettings, FrameAnalysis, analyse_frame, source_summary, stamp_rows
-from ..logs import log
-from ..messages import ObjectRef, StepMessage
-from ..names import parse_raw_name
-from ..outcomes import Outcome
-from ..outputs import IDENTICAL, KEPT, REPLACED, store_output
-from ..quick_look import QuickLookSettings, render
-from ..reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
-from ..sources_table import sources_parquet
-from ..stamp_database import pixels_to_bytes, replace_image_stamps
-from ..status import ImageStatus
-from ..step_runner import Step, StepResult, finished, previous_run
+from panoptes_network import __version__
+from panoptes_network.science import fits_codec
+from panoptes_network.science.solve_field import Solution
+from panoptes_network.science.background_model import load_model, load_rms
+from panoptes_network.core.context import Context
+from panoptes_network.core.errors import BadInput, NotFound
+from panoptes_network.science.frame_astrometry import AnalysisSettings, FrameAnalysis, analyse_frame, source_summary, stamp_rows
+from panoptes_network.core.logs import log
+from panoptes_network.core.messages import ObjectRef, StepMessage
+from panoptes_network.core.names import parse_raw_name
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.outputs import IDENTICAL, KEPT, REPLACED, store_output
+from panoptes_network.science.quick_look import QuickLookSettings, render
+from panoptes_network.adapters.reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
+from panoptes_network.science.sources_table import sources_parquet
+from panoptes_network.adapters.stamp_database import pixels_to_bytes, replace_image_stamps
+from panoptes_network.core.status import ImageStatus
+from panoptes_network.core.step_shell import Step, StepResult, finished, previous_run
 
 NAME = "plate-solver"
 logger = logging.getLogger(__name__)

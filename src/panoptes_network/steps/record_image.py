@@ -13,16 +13,16 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from ..context import Context
-from ..errors import BadInput
-from ..fits_header import read_image_header
-from ..header_metadata import header_id_mismatches, image_fields, observation_fields, unit_fields
-from ..logs import log
-from ..messages import StepMessage
-from ..names import parse_raw_name
-from ..outcomes import Outcome
-from ..status import ImageStatus
-from ..step_runner import Step, StepResult, done_before
+from panoptes_network.core.context import Context
+from panoptes_network.core.errors import BadInput
+from panoptes_network.science.fits_header import read_image_header
+from panoptes_network.science.header_metadata import header_id_mismatches, image_fields, observation_fields, unit_fields
+from panoptes_network.core.logs import log
+from panoptes_network.core.messages import StepMessage
+from panoptes_network.core.names import parse_raw_name
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.status import ImageStatus
+from panoptes_network.core.step_shell import Step, StepResult, done_before
 
 NAME = "record-image"
 NEXT_TOPIC = "subtract-background"

@@ -7,13 +7,13 @@ notification for an input already routed publishes nothing again.
 
 from __future__ import annotations
 
-from ..context import Context
-from ..errors import Ignored
-from ..messages import ObjectEvent, StepMessage
-from ..names import FileKind, RawName, parse_raw_name
-from ..outcomes import Outcome
-from ..status import ImageStatus
-from ..step_runner import Step, StepResult, done_before, now
+from panoptes_network.core.context import Context
+from panoptes_network.core.errors import Ignored
+from panoptes_network.core.messages import ObjectEvent, StepMessage
+from panoptes_network.core.names import FileKind, RawName, parse_raw_name
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.status import ImageStatus
+from panoptes_network.core.step_shell import Step, StepResult, done_before, now
 
 NAME = "image-received"
 

@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import logging
 
-from ..background_model import BackgroundSettings, estimate, summary, to_fits
-from ..context import Context
-from ..errors import BadInput, NotFound
-from ..fits_codec import image_hdu, open_fits
-from ..logs import log
-from ..messages import StepMessage
-from ..names import parse_raw_name
-from ..outcomes import Outcome
-from ..outputs import store_output
-from ..status import ImageStatus
-from ..step_runner import Step, StepResult, done_before
+from panoptes_network.science.background_model import BackgroundSettings, estimate, summary, to_fits
+from panoptes_network.core.context import Context
+from panoptes_network.core.errors import BadInput, NotFound
+from panoptes_network.science.fits_codec import image_hdu, open_fits
+from panoptes_network.core.logs import log
+from panoptes_network.core.messages import StepMessage
+from panoptes_network.core.names import parse_raw_name
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.outputs import store_output
+from panoptes_network.core.status import ImageStatus
+from panoptes_network.core.step_shell import Step, StepResult, done_before
 
 NAME = "subtract-background"
 NEXT_TOPIC = "plate-solve"

@@ -1,0 +1,58 @@
+"""Settings: the only place that reads the environment.
+
+Steps receive a ``Settings`` value; they never look at ``os.environ`` themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from panoptes_network.core.topology import Topology, load_topology
+
+DEFAULT_PROJECT = "panoptes-exp"
+DEFAULT_DATA_DIR = Path("panoptes-data")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with the defaults of DESIGN.md."""
+
+    project: str = DEFAULT_PROJECT
+    buckets: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(load_topology().buckets))
+    data_dir: Path = DEFAULT_DATA_DIR
+    # Push auth (push_auth.py): on when the audience is set, i.e. on Cloud Run (bin/deploy sets both).
+    push_auth_audience: str | None = None  # this service's URL, the OIDC token's audience
+    push_auth_email: str | None = None  # the push subscriptions' service account
+    push_auth_certs_url: str | None = None  # None: Google's; tests point it at their own key
+    # plate-solver: stamps (and the SQL reference catalog) in this database; None: SQLite in data_dir.
+    database_url: str | None = None
+    reference_catalog: str = "tycho2"  # "tycho2" (installed index files) or "sql" (reference_stars)
+    # How long a crashed attempt can block its image (leases.py); shorter than the retry budget.
+    lease_seconds: float = 60.0
+
+    def bucket(self, key: str) -> str:
+        """The bucket name for a logical bucket (``raw``, ``rgb``, ``backgrounds``, ``processed``)."""
+        return self.buckets[key]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
+        """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
+        ``DATABASE_URL``, ``PANOPTES_REFERENCE_CATALOG`` and ``PANOPTES_LEASE_SECONDS``."""
+        topology = topology or load_topology()
+        buckets = {
+            key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()
+        }
+        return cls(
+            project=env.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
+            buckets=buckets,
+            data_dir=Path(env.get("PANOPTES_DATA_DIR", DEFAULT_DATA_DIR)),
+            push_auth_audience=env.get("PUSH_AUTH_AUDIENCE") or None,
+            push_auth_email=env.get("PUSH_AUTH_EMAIL") or None,
+            push_auth_certs_url=env.get("PUSH_AUTH_CERTS_URL") or None,
+            database_url=env.get("DATABASE_URL") or None,
+            reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
+            lease_seconds=float(env.get("PANOPTES_LEASE_SECONDS") or 60.0),
+        )

@@ -1,0 +1,1 @@
+"""What runs the core: the Flask service factory, the embedded runner and the command line."""

@@ -1,0 +1,156 @@
+"""The embedded runner: every built step, in one process, on local stand-ins.
+
+This is the second driver of the step core (the Flask service is the first): files are
+ingested into the raw-bucket folder, a storage notification goes onto the in-process queue,
+and each queued message is handled by the services the topology says listen on its topic,
+until the queue is empty. Images run in parallel in worker processes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import multiprocessing
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
+from panoptes_network.core.context import Context, local_context, notify_finalize
+from panoptes_network.core.errors import BadInput
+from panoptes_network.drivers.ingest import canonical_name, ingest
+from panoptes_network.core.logs import configure_logging, log
+from panoptes_network.core.messages import ObjectRef, PushMessage
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.settings import Settings
+from panoptes_network.core.step_shell import Handled, run_step
+
+logger = logging.getLogger(__name__)
+
+TRANSIENT_RETRIES = 3
+RETRY_BACKOFF_SECONDS = 0.5
+FAILED_STATES = ("rejected", "error", "conflict")
+FAILED_OUTCOMES = (Outcome.REJECTED, Outcome.ERROR, Outcome.TRANSIENT, Outcome.MALFORMED)
+
+
+@dataclasses.dataclass
+class FileReport:
+    """What happened to one input file."""
+
+    path: str
+    image_id: str | None = None
+    ref: ObjectRef | None = None  # what was stored in the raw bucket
+    handled: list[Handled] = dataclasses.field(default_factory=list)
+    error: str | None = None  # the file never entered the pipeline
+
+    @property
+    def failed(self) -> bool:
+        if self.error is not None:
+            return True
+        return any(h.outcome in FAILED_OUTCOMES for h in self.handled)
+
+
+class EmbeddedRunner:
+    """Runs the topology's services on local files, one file's whole chain at a time."""
+
+    def __init__(self, data_dir: Path, settings: Settings | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.settings = settings or Settings(data_dir=self.data_dir)
+        self.context, self.queue = local_context(self.settings, self.data_dir)
+
+    @property
+    def metadata(self) -> SqliteMetadata:
+        return self.context.metadata  # type: ignore[return-value]
+
+    def process_file(self, path: Path) -> FileReport:
+        report = FileReport(str(path))
+        try:
+            report.image_id = canonical_name(path).image_id
+            report.ref, created = ingest(self.context.storage, self.settings.bucket("raw"), path)
+        except BadInput as exc:
+            report.error = exc.message
+            log(logger, "ERROR", f"not ingested: {exc.message}", input=str(path), outcome="rejected")
+            return report
+        if not created:  # already stored: notify again, as a re-upload would, to resume its chain
+            info = self.context.storage.stat(report.ref.bucket, report.ref.name)
+            if info is not None:
+                notify_finalize(self.queue, self.context.topology, self.settings, info)
+        report.handled = list(self.drain())
+        return report
+
+    def drain(self) -> Iterator[Handled]:
+        """Handle queued messages until none are left (retrying transient failures a few times)."""
+        while (queued := self.queue.pop()) is not None:
+            message = PushMessage(queued.message_id, queued.data, queued.attributes)
+            for service in self.context.topology.listeners(queued.topic):
+                step = service.step_module().STEP
+                for attempt in range(TRANSIENT_RETRIES + 1):
+                    handled = run_step(service, step, self.context, message)
+                    log(logger, handled.outcome.severity, f"{service.name}: {handled.outcome.value}", **handled.log_fields())
+                    if handled.outcome is not Outcome.TRANSIENT or attempt == TRANSIENT_RETRIES:
+                        break
+                    time.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)
+                yield handled
+
+
+_worker: EmbeddedRunner | None = None
+
+
+def _start_worker(data_dir: Path, settings: Settings, log_path: Path) -> None:
+    global _worker
+    configure_logging(open(log_path, "a", buffering=1))
+    _worker = EmbeddedRunner(data_dir, settings)
+
+
+def _work(path: Path) -> FileReport:
+    assert _worker is not None, "worker not started"
+    return _worker.process_file(path)
+
+
+def expand_inputs(paths: Iterable[Path]) -> list[Path]:
+    """Files as given, and the files inside given folders (hidden ones skipped), in order."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+        else:
+            files.append(path)
+    return files
+
+
+def process(
+    paths: Iterable[Path], data_dir: Path, settings: Settings, jobs: int, log_path: Path
+) -> Iterator[FileReport]:
+    """Process files, ``jobs`` at a time; yield each report as its file finishes."""
+    files = expand_inputs(paths)
+    if jobs <= 1 or len(files) <= 1:
+        runner = EmbeddedRunner(data_dir, settings)
+        for path in files:
+            yield runner.process_file(path)
+        return
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=spawn, initializer=_start_worker, initargs=(data_dir, settings, log_path)
+    ) as pool:
+        futures = [pool.submit(_work, path) for path in files]
+        for future in concurrent.futures.as_completed(futures):
+            yield future.result()
+
+
+def record_of(context: Context, report: FileReport) -> dict[str, Any]:
+    """The image's record as stored (or the object's, when it never became an image)."""
+    record: dict[str, Any] = {"input": report.path}
+    if report.error is not None:
+        return {**record, "image_id": report.image_id, "status": "rejected", "error": report.error}
+    stored = context.metadata.get("images", report.image_id) if report.image_id else None
+    if stored is None and report.ref is not None:
+        stored = context.metadata.get("objects", report.ref.doc_id)
+    return {**record, **(stored or {})}
+
+
+def record_failed(record: dict[str, Any]) -> bool:
+    """Whether an image's record shows a failure a person should look at."""
+    steps = record.get("steps", {})
+    return record.get("status") in FAILED_STATES or any(s.get("state") in FAILED_STATES for s in steps.values())

@@ -1,0 +1,242 @@
+"""The local cloud stack: the real Google clients against emulators, every service under gunicorn.
+
+Everything comes from the topology: topics, buckets, the raw bucket's notification (fake-gcs-server
+publishes OBJECT_FINALIZE events into the Pub/Sub emulator) and one push subscription per
+service. ``panoptes-network stack`` runs it in the foreground; the tests' fixture uses the same
+``start_stack``. Push auth is off here (the emulator sends no OIDC token).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from panoptes_network.local import emulators
+from panoptes_network.core.settings import Settings
+from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic, load_topology
+
+GUNICORN_THREADS = 4
+RETRY_MIN_BACKOFF_SECONDS = 2
+RETRY_MAX_BACKOFF_SECONDS = 10
+STACK_LEASE_SECONDS = 3
+
+
+@dataclasses.dataclass
+class LocalStack:
+    """Running servers and services, and the environment a client needs to use them."""
+
+    project: str
+    pubsub: emulators.Server
+    firestore: emulators.Server
+    gcs: emulators.Server
+    services: dict[str, emulators.Server]
+    settings: Settings
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a Google client (or a service) needs to talk to this stack instead of the cloud."""
+        return {
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "PUBSUB_EMULATOR_HOST": self.pubsub.host,
+            "FIRESTORE_EMULATOR_HOST": self.firestore.host,
+            "STORAGE_EMULATOR_HOST": self.gcs.url,
+        }
+
+    def servers(self) -> list[emulators.Server]:
+        return [*self.services.values(), self.gcs, self.firestore, self.pubsub]
+
+    def stop(self) -> None:
+        """Stop services first (so nothing pushes into a dead emulator), then the servers."""
+        for server in self.servers():
+            server.stop()
+
+    def describe(self) -> str:
+        lines = [f"PANOPTES local stack, project {self.project}"]
+        lines += [f"  {s.name:<22} {s.url:<24} pid {s.pid}  log {s.log_path}" for s in self.servers()]
+        lines.append("Buckets: " + ", ".join(self.settings.buckets.values()))
+        lines.append("Client environment:")
+        lines += [f"  export {key}={value}" for key, value in self.client_env.items()]
+        return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def patched_env(values: Mapping[str, str]) -> Iterator[None]:
+    """Google clients read the *_EMULATOR_HOST variables when they are built: set them just then."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+_env_lock = threading.Lock()
+
+
+def create_topics(pubsub_host: str, project: str, topology: Topology) -> None:
+    """The topology's topics, and each service's dead-letter topic with the pull subscription
+    that keeps its messages (as bin/deploy infra makes them)."""
+    from google.cloud import pubsub_v1
+
+    with _env_lock, patched_env({"PUBSUB_EMULATOR_HOST": pubsub_host}):
+        publisher = pubsub_v1.PublisherClient()
+        subscriber = pubsub_v1.SubscriberClient()
+    for topic in topology.topics:
+        publisher.create_topic(name=publisher.topic_path(project, topic))
+    with subscriber:
+        for service in topology.services:
+            dead_letters = dead_letter_topic(service.subscription)
+            publisher.create_topic(name=publisher.topic_path(project, dead_letters))
+            subscriber.create_subscription(
+                name=subscriber.subscription_path(project, dead_letters),
+                topic=subscriber.topic_path(project, dead_letters),
+            )
+
+
+def create_buckets(gcs_url: str, project: str, settings: Settings) -> None:
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    client = storage.Client(project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_url})
+    for name in settings.buckets.values():
+        client.create_bucket(name)
+
+
+def create_push_subscriptions(pubsub_host: str, project: str, topology: Topology, endpoints: Mapping[str, str]) -> None:
+    """One push subscription per service, with the ack deadline of the topology, a retry policy,
+    and a dead-letter topic after MAX_DELIVERY_ATTEMPTS failed pushes."""
+    from google.cloud import pubsub_v1
+    from google.protobuf import duration_pb2
+
+    with _env_lock, patched_env({"PUBSUB_EMULATOR_HOST": pubsub_host}):
+        subscriber = pubsub_v1.SubscriberClient()
+    with subscriber:
+        for service in topology.services:
+            subscriber.create_subscription(
+                request={
+                    "name": subscriber.subscription_path(project, service.subscription),
+                    "topic": subscriber.topic_path(project, service.topic),
+                    "push_config": {"push_endpoint": endpoints[service.name] + "/"},
+                    "ack_deadline_seconds": service.ack_deadline_seconds,
+                    "retry_policy": {
+                        "minimum_backoff": duration_pb2.Duration(seconds=RETRY_MIN_BACKOFF_SECONDS),
+                        "maximum_backoff": duration_pb2.Duration(seconds=RETRY_MAX_BACKOFF_SECONDS),
+                    },
+                    "dead_letter_policy": {
+                        "dead_letter_topic": subscriber.topic_path(project, dead_letter_topic(service.subscription)),
+                        "max_delivery_attempts": MAX_DELIVERY_ATTEMPTS,
+                    },
+                }
+            )
+
+
+def start_service(name: str, log_dir: Path, env: Mapping[str, str], timeout_seconds: int) -> emulators.Server:
+    """One service under gunicorn, exactly as its container runs it, ready when /healthz answers."""
+    port = emulators.free_port()
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "--bind", f"{emulators.HOST}:{port}",
+        "--workers", "1",
+        "--threads", str(GUNICORN_THREADS),
+        "--timeout", str(timeout_seconds),
+        "--no-control-socket",
+        f"panoptes_network.drivers.service:create_service('{name}')",
+    ]  # fmt: skip
+    return emulators.start_process(name, command, port, log_dir, "/healthz", env=env)
+
+
+def start_stack(
+    project: str,
+    log_dir: Path,
+    settings: Settings | None = None,
+    database_url: str | None = None,
+    storage_root: Path | None = None,
+) -> LocalStack:
+    """Start everything; on any failure, stop what was started and raise.
+
+    ``database_url`` is the services' ``DATABASE_URL`` (the plate-solver's stamps in PostgreSQL
+    instead of SQLite). With ``storage_root`` fake-gcs-server keeps objects in files there, so
+    that ``stack.gcs.restart()`` (a storage outage ending) loses nothing.
+    """
+    topology = load_topology()
+    settings = settings or Settings(project=project)
+    if database_url is not None:
+        settings = dataclasses.replace(settings, database_url=database_url)
+    started: list[emulators.Server] = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            pubsub_future = pool.submit(emulators.start_pubsub, log_dir)
+            firestore_future = pool.submit(emulators.start_firestore, log_dir)
+            for future in (pubsub_future, firestore_future):
+                with contextlib.suppress(Exception):
+                    started.append(future.result())
+            pubsub, firestore = pubsub_future.result(), firestore_future.result()
+        create_topics(pubsub.host, project, topology)
+        [notification] = topology.notifications  # fake-gcs-server publishes to one topic
+        events = emulators.GcsEvents(
+            pubsub.host, project, notification.topic, settings.bucket(notification.bucket), ("finalize",)
+        )
+        gcs = emulators.start_gcs(log_dir, events=events, root=storage_root)
+        started.append(gcs)
+        create_buckets(gcs.url, project, settings)
+        env = {
+            "GOOGLE_CLOUD_PROJECT": project,
+            "PANOPTES_DATA_DIR": str(log_dir / "data"),  # the plate-solver's SQLite stamps, unless DATABASE_URL
+            # A crashed attempt must free its image well before the stack's retries (2-10 s, 5 attempts)
+            # run out, as a minute does against the cloud's (10-600 s).
+            "PANOPTES_LEASE_SECONDS": str(STACK_LEASE_SECONDS),
+            "PUBSUB_EMULATOR_HOST": pubsub.host,
+            "FIRESTORE_EMULATOR_HOST": firestore.host,
+            "STORAGE_EMULATOR_HOST": gcs.url,
+            **{f"PANOPTES_BUCKET_{key.upper()}": name for key, name in settings.buckets.items()},
+            **({"DATABASE_URL": settings.database_url} if settings.database_url else {}),
+        }
+        services: dict[str, emulators.Server] = {}
+        for service in topology.services:
+            services[service.name] = start_service(service.name, log_dir, env, service.ack_deadline_seconds)
+            started.append(services[service.name])
+        create_push_subscriptions(pubsub.host, project, topology, {n: s.url for n, s in services.items()})
+    except BaseException:
+        for server in reversed(started):
+            server.stop()
+        raise
+    return LocalStack(project, pubsub, firestore, gcs, services, settings)
+
+
+def run_stack_forever(project: str, log_dir: Path) -> int:
+    """``panoptes-network stack``: start, say where everything is, stop everything on Ctrl-C/SIGTERM."""
+    started = time.monotonic()
+    print("Starting the local stack ...", file=sys.stderr)
+    try:
+        stack = start_stack(project, log_dir.resolve())
+    except emulators.ServerError as exc:
+        print(f"panoptes-network stack: {exc}", file=sys.stderr)
+        return 1
+    print(stack.describe())
+    print(f"Ready in {time.monotonic() - started:.1f} s. Ctrl-C stops everything.", flush=True)
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    status = 0
+    while not stopping.wait(1.0):
+        dead = [s for s in stack.servers() if s.process.poll() is not None]
+        if dead:
+            for server in dead:
+                print(f"{server.name} exited ({server.process.returncode}); log {server.log_path}:\n{server.log_tail()}", file=sys.stderr)
+            status = 1
+            break
+    print("Stopping ...", file=sys.stderr)
+    stack.stop()
+    return status

@@ -1,0 +1,1 @@
+"""Operations on a running pipeline: gaps, dead letters, reprocessing."""

@@ -1,0 +1,76 @@
+"""Find raw objects whose chain never finished: the upstream wish "find the files that were
+never processed", answered from the raw bucket and the metadata store.
+
+A `.fits.fz` is finished when its image is solved or unsolved (or rejected, with a reason); a
+camera raw when it was converted; a stray `.fits` should not exist for long at all (it is
+compressed and deleted); anything else when image-received recorded it as ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+from panoptes_network.adapters.metadata import MetadataStore
+from panoptes_network.adapters.storage import Storage
+from panoptes_network.core.errors import BadInput
+from panoptes_network.core.names import FileKind, parse_raw_name
+from panoptes_network.operations.reprocessing import latest_step
+from panoptes_network.core.status import ImageStatus, StepState
+
+FINISHED = {ImageStatus.SOLVED.value, ImageStatus.UNSOLVED.value, ImageStatus.REJECTED.value}
+
+
+@dataclasses.dataclass(frozen=True)
+class Gap:
+    identity: str  # bucket/name#generation
+    image_id: str | None
+    status: str | None
+    why: str
+
+
+def _last_step(image: dict) -> str:
+    name = latest_step(image)
+    if name is None:
+        return "no step recorded"
+    record = image["steps"][name]
+    return f"last step {name}: {record.get('state')}" + (f" ({record['error']})" if record.get("error") else "")
+
+
+def gap_of(kind: FileKind, identity: str, image_id: str | None, image: dict | None, seen: bool) -> str | None:
+    """Why this object's chain is unfinished, or None when it is finished."""
+    if kind is FileKind.OTHER:
+        return None if seen else "never seen by image-received"
+    if image is None:
+        return "no image record: never routed or never recorded"
+    steps = image.get("steps") or {}
+    if kind is FileKind.FITS:
+        compress = steps.get("compress-fits") or {}
+        if compress.get("state") == StepState.CONFLICT.value:
+            return None  # kept on purpose, recorded as a conflict for a person
+        return f"still uncompressed; {_last_step(image)}"
+    if kind is FileKind.RAW:
+        convert = steps.get("make-rgb-fits") or {}
+        if convert.get("input") == identity and convert.get("state") in (StepState.DONE.value, StepState.REJECTED.value):
+            return None
+        return f"not converted; {_last_step(image)}"
+    if image.get("status") in FINISHED:
+        return None
+    return f"stopped at {image.get('status')}; {_last_step(image)}"
+
+
+def find_gaps(storage: Storage, metadata: MetadataStore, raw_bucket: str) -> Iterator[Gap]:
+    """Every raw object whose chain has not finished, in name order."""
+    for info in storage.list(raw_bucket):
+        ref = info.ref
+        try:
+            name = parse_raw_name(ref.name)
+        except BadInput:
+            if metadata.get("objects", ref.doc_id) is None:
+                yield Gap(ref.identity, None, None, "never seen by image-received")
+            continue
+        image = metadata.get("images", name.image_id)
+        seen = metadata.get("objects", ref.doc_id) is not None
+        why = gap_of(name.kind if not name.is_pointing else FileKind.OTHER, ref.identity, name.image_id, image, seen)
+        if why is not None:
+            yield Gap(ref.identity, name.image_id, (image or {}).get("status"), why)

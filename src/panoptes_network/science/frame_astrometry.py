@@ -1,0 +1,148 @@
+"""From a background-subtracted frame to sources, a plate solution, catalog matches and stamps.
+
+The plate-solver step's science in one pure function (``analyse_frame``): arrays, a header
+and settings in, a ``FrameAnalysis`` out; no storage, no database. The step module does the
+reading and writing around it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from panoptes_network.science.solve_field import Solution, SolveSettings, solve
+from panoptes_network.science.catalog_match import FieldGeometry, Matches, MatchSettings, field_geometry, match_sources
+from panoptes_network.science.postage_stamps import cut_stamps, stamp_origins
+from panoptes_network.adapters.reference_catalog import CatalogStars, ReferenceCatalog
+from panoptes_network.science.source_detection import DetectionSettings, Sources, detect_sources
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisSettings:
+    detection: DetectionSettings = DetectionSettings()
+    solve: SolveSettings = SolveSettings()
+    match: MatchSettings = MatchSettings()
+    stamp_size: int = 10  # px, even: every stamp starts on the same RGGB phase
+
+
+@dataclasses.dataclass(frozen=True)
+class FrameAnalysis:
+    sources: Sources
+    solution: Solution
+    geometry: FieldGeometry | None = None
+    stars: CatalogStars | None = None
+    matches: Matches | None = None
+    stamp_x0: np.ndarray | None = None
+    stamp_y0: np.ndarray | None = None
+    stamps: np.ndarray | None = None  # (matches, size, size) float32
+
+
+def mount_hint(header: Mapping[str, Any]) -> tuple[float, float] | None:
+    """RA-MNT/DEC-MNT (degrees) when both are present and sane, else None (blind solving only)."""
+    try:
+        ra, dec = float(header["RA-MNT"]), float(header["DEC-MNT"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (np.isfinite(ra) and np.isfinite(dec) and -90.0 <= dec <= 90.0):
+        return None
+    return ra % 360.0, dec
+
+
+def analyse_frame(
+    frame: np.ndarray,
+    rms: np.ndarray | float,
+    header: Mapping[str, Any],
+    catalog: ReferenceCatalog,
+    settings: AnalysisSettings = AnalysisSettings(),
+) -> FrameAnalysis:
+    """Detect, solve, then (when solved) match to ``catalog`` and cut stamps of the matches."""
+    sources = detect_sources(frame, rms, settings.detection)
+    solution = solve(sources, frame.shape, mount_hint(header), settings.solve)
+    if solution.wcs is None:
+        return FrameAnalysis(sources, solution)
+    geometry = field_geometry(solution.wcs, frame.shape)
+    stars = catalog.cone(
+        geometry.ra, geometry.dec, geometry.radius_deg + settings.match.cone_margin_deg, settings.match.mag_range
+    )
+    matches = match_sources(sources, solution.wcs, frame.shape, stars, settings.match)
+    xs, ys = sources.x[matches.source_index], sources.y[matches.source_index]
+    x0, y0 = stamp_origins(xs, ys, settings.stamp_size, frame.shape)
+    stamps = cut_stamps(frame, x0, y0, settings.stamp_size)
+    return FrameAnalysis(sources, solution, geometry, stars, matches, x0, y0, stamps)
+
+
+def stamp_rows(analysis: FrameAnalysis, image_id: str, sequence_id: str) -> list[dict[str, Any]]:
+    """One row per matched source, in the columns of the ``stamps`` table (pixels as float32 arrays)."""
+    matches, sources, stars = analysis.matches, analysis.sources, analysis.stars
+    if matches is None or stars is None or analysis.stamps is None:
+        return []
+    size = analysis.stamps.shape[1] if len(analysis.stamps) else 0
+    rows = []
+    for k, (s, c) in enumerate(zip(matches.source_index.tolist(), matches.catalog_index.tolist())):
+        rows.append(
+            {
+                "image_id": image_id,
+                "source_id": s,
+                "sequence_id": sequence_id,
+                "catalog": stars.catalog,
+                "catalog_id": str(stars.ids[c]),
+                "catalog_ra": float(stars.ra[c]),
+                "catalog_dec": float(stars.dec[c]),
+                "catalog_mag": _number(stars.mag[c]),
+                "catalog_x": float(matches.catalog_x[k]),
+                "catalog_y": float(matches.catalog_y[k]),
+                "x": float(sources.x[s]),
+                "y": float(sources.y[s]),
+                "ra": float(matches.ra[k]),
+                "dec": float(matches.dec[k]),
+                "flux": float(sources.flux[s]),
+                "flux_err": _number(sources.flux_err[s]),
+                "peak": _number(sources.peak[s]),
+                "fwhm": _number(sources.fwhm[s]),
+                "ellipticity": _number(sources.ellipticity[s]),
+                "flags": int(sources.flags[s]),
+                "separation_arcsec": float(matches.separation_arcsec[k]),
+                "duplicate": bool(matches.duplicate[k]),
+                "stamp_x0": int(analysis.stamp_x0[k]),
+                "stamp_y0": int(analysis.stamp_y0[k]),
+                "stamp_width": size,
+                "stamp_height": size,
+                "pixels": analysis.stamps[k],
+            }
+        )
+    return rows
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def source_summary(analysis: FrameAnalysis) -> dict[str, Any]:
+    """Counts and median shape of the detections (and matches, when solved), for the image record."""
+    sources, matches = analysis.sources, analysis.matches
+    clean = sources.flags == 0
+    summary: dict[str, Any] = {
+        "detected": len(sources),
+        "clean": int(clean.sum()),
+        "used_for_solve": analysis.solution.sources_used,
+        "median_fwhm_px": _median(sources.fwhm[clean]),
+        "median_ellipticity": _median(sources.ellipticity[clean]),
+    }
+    if matches is not None and analysis.stars is not None:
+        summary |= {
+            "catalog": analysis.stars.catalog,
+            "catalog_stars": len(analysis.stars),
+            "matched": len(matches),
+            "duplicates": int(matches.duplicate.sum()),
+            "median_separation_arcsec": _median(matches.separation_arcsec),
+        }
+    return summary
+
+
+def _median(values: np.ndarray) -> float | None:
+    values = values[np.isfinite(values)]
+    return round(float(np.median(values)), 4) if len(values) else None

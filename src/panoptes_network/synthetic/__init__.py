@@ -1,0 +1,1 @@
+"""Synthetic data with known answers: frames, camera raws, star fields of the real sky."""
