@@ -24,19 +24,30 @@ import numpy as np
 import rawpy
 from astropy.io import fits
 
-from panoptes_network.science.bayer_interpolation import COLORS, Method
 from panoptes_network.core.names import parse_raw_name
+from panoptes_network.science.bayer_interpolation import COLORS, Method
 from panoptes_network.science.rgb_products import color_files, raw_fits, raw_header, read_raw
-from panoptes_network.synthetic.frames import FrameSpec
 from panoptes_network.synthetic.camera_raw import raw_path, write_raw
+from panoptes_network.synthetic.frames import FrameSpec
 
 # exiftool names -> FITS keywords, as upstream's cr2_to_fits copied them.
 UPSTREAM_KEYWORDS = {
-    "ISO": "ISO", "ExposureTime": "EXPTIME", "CameraTemperature": "CAMTEMP", "CircleOfConfusion": "CIRCCONF",
-    "ColorTempMeasured": "COLORTMP", "FileName": "FILENAME", "InternalSerialNumber": "INTSN",
-    "SerialNumber": "CAMSN", "MeasuredEV": "MEASEV", "MeasuredEV2": "MEASEV2", "MeasuredRGGB": "MEASRGGB",
-    "NormalWhiteLevel": "WHTLVLN", "SpecularWhiteLevel": "WHTLVLS", "RedBalance": "REDBAL",
-    "BlueBalance": "BLUEBAL", "WB_RGGBLevelsAsShot": "WBRGGB",
+    "ISO": "ISO",
+    "ExposureTime": "EXPTIME",
+    "CameraTemperature": "CAMTEMP",
+    "CircleOfConfusion": "CIRCCONF",
+    "ColorTempMeasured": "COLORTMP",
+    "FileName": "FILENAME",
+    "InternalSerialNumber": "INTSN",
+    "SerialNumber": "CAMSN",
+    "MeasuredEV": "MEASEV",
+    "MeasuredEV2": "MEASEV2",
+    "MeasuredRGGB": "MEASRGGB",
+    "NormalWhiteLevel": "WHTLVLN",
+    "SpecularWhiteLevel": "WHTLVLS",
+    "RedBalance": "REDBAL",
+    "BlueBalance": "BLUEBAL",
+    "WB_RGGBLevelsAsShot": "WBRGGB",
 }
 
 PEAK_MEMORY_SCRIPT = """
@@ -83,8 +94,13 @@ def upstream_rgb(raw: Path, stem: Path) -> None:
     """rawpy AAHD at full resolution, 16-bit linear, then three FITS."""
     with rawpy.imread(str(raw)) as image:
         rgb = image.postprocess(
-            demosaic_algorithm=rawpy.DemosaicAlgorithm.AAHD, gamma=(1, 1), no_auto_bright=True,
-            use_camera_wb=False, user_wb=[1, 1, 1, 1], output_bps=16, output_color=rawpy.ColorSpace.raw,
+            demosaic_algorithm=rawpy.DemosaicAlgorithm.AAHD,
+            gamma=(1, 1),
+            no_auto_bright=True,
+            use_camera_wb=False,
+            user_wb=[1, 1, 1, 1],
+            output_bps=16,
+            output_color=rawpy.ColorSpace.raw,
         )
     write_three({color: rgb[..., index] for index, color in enumerate(COLORS)}, fits.Header(), stem)
 
@@ -113,7 +129,9 @@ def peak_step_memory_mb(work: Path, path: Path, name: str) -> float:
     tests = Path(__file__).resolve().parents[1] / "tests"
     result = subprocess.run(
         [sys.executable, "-c", PEAK_MEMORY_SCRIPT, str(work / "memory"), name, str(tests), str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return float(result.stdout.split()[-1])
 

@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from panoptes_network.science import background_model
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
-from panoptes_network.science.solve_field import solve
 from panoptes_network.core.context import local_context
-from panoptes_network.science.frame_astrometry import mount_hint
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
 from panoptes_network.core.settings import Settings
+from panoptes_network.science import background_model
+from panoptes_network.science.frame_astrometry import mount_hint
+from panoptes_network.science.solve_field import solve
 from panoptes_network.science.source_detection import detect_sources
 from panoptes_network.steps.plate_solve import PlateSolveSettings, process
 from panoptes_network.synthetic.star_field import StarFieldSpec, frame_spec_for, make_star_field
@@ -159,7 +159,11 @@ def chain_full_frame(work: Path) -> Iterator[Pair]:
 
     wall, peak, data_dir = chain()
     split = per_step_ms(data_dir / "pipeline.log")
-    status = json.loads(subprocess.run([str(CLI), "status", "--json", "--data-dir", str(data_dir)], capture_output=True, text=True).stdout.splitlines()[0])["status"]
+    status = json.loads(
+        subprocess.run(
+            [str(CLI), "status", "--json", "--data-dir", str(data_dir)], capture_output=True, text=True
+        ).stdout.splitlines()[0]
+    )["status"]
     steps = " ".join(f"{name}_ms={ms:.0f}" for name, ms in split.items())
     print(f"bench chain-full-frame wall_s={wall:.2f} peak_rss_mb={peak:.0f} status={status} {steps}", flush=True)
     yield (lambda: chain()), upstream_solve(image, work)
@@ -175,7 +179,11 @@ def per_step_ms(log: Path) -> dict[str, float]:
     return split
 
 
-CASES = {"solve-full-frame": solve_full_frame, "plate-solver-step": plate_solver_step, "chain-full-frame": chain_full_frame}
+CASES = {
+    "solve-full-frame": solve_full_frame,
+    "plate-solver-step": plate_solver_step,
+    "chain-full-frame": chain_full_frame,
+}
 
 if __name__ == "__main__":
     sys.exit("run through bench/run")

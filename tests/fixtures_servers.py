@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from panoptes_network.local import emulators
 from panoptes_network.adapters.sql_tables import normalised_url
+from panoptes_network.local import emulators
 
 POSTGRES = os.environ.get("PANOPTES_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -38,6 +38,7 @@ def postgres_engine(**options: Any) -> sa.Engine:
             pytest.fail(f"PostgreSQL at {POSTGRES} is required in CI: {exc}")
         pytest.skip(f"no PostgreSQL at {POSTGRES}: {exc}")
     return engine
+
 
 FIRESTORE_PROJECT = "panoptes-test"
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
 
 DEADLINE_SECONDS = 240
@@ -109,8 +109,11 @@ def stored_uploads(stack: LocalStack, bucket: str) -> int:
     marker = f"/upload/storage/v1/b/{bucket}/o?"
     served = [m for m in map(ACCESS_LOG.search, stack.gcs.log_path.read_text(errors="replace").splitlines()) if m]
     return sum(
-        1 for m in served
-        if m["status"] == "200" and m["path"].startswith(marker) and (m["method"] == "PUT" or "uploadType=multipart" in m["path"])
+        1
+        for m in served
+        if m["status"] == "200"
+        and m["path"].startswith(marker)
+        and (m["method"] == "PUT" or "uploadType=multipart" in m["path"])
     )
 
 
@@ -128,7 +131,8 @@ def assert_completed_once(watch: Watch, name: str, image_id: str, republished_ok
     base = parse_raw_name(name).base_path
     backgrounds, processed = stack.settings.bucket("backgrounds"), stack.settings.bucket("processed")
     listed = {
-        bucket: {blob.name: blob.generation for blob in watch.gcs.list_blobs(bucket)} for bucket in (backgrounds, processed)
+        bucket: {blob.name: blob.generation for blob in watch.gcs.list_blobs(bucket)}
+        for bucket in (backgrounds, processed)
     }
     solved = image["steps"]["plate-solver"]["outputs"]
     expected = {

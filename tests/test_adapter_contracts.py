@@ -26,9 +26,9 @@ from panoptes_network.adapters.publisher import Publisher, QueuePublisher
 from panoptes_network.adapters.pubsub_publisher import PubSubPublisher
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
 from panoptes_network.adapters.storage import Storage
-from panoptes_network.local.emulators import free_port
 from panoptes_network.core.errors import AlreadyExists, NotFound, PreconditionFailed, TransientError
 from panoptes_network.core.messages import ObjectRef
+from panoptes_network.local.emulators import free_port
 
 RAW = "PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz"
 TRANSIENT_BOUND = 15.0
@@ -285,7 +285,7 @@ def test_list_filters_by_equality_orders_by_id_and_limits(metadata: MetadataStor
 
 
 def test_aware_datetimes_round_trip(metadata: MetadataStore) -> None:
-    utc = dt.datetime(2018, 10, 11, 13, 43, 33, 123456, tzinfo=dt.timezone.utc)
+    utc = dt.datetime(2018, 10, 11, 13, 43, 33, 123456, tzinfo=dt.UTC)
     local = dt.datetime(2020, 3, 19, 23, 27, 8, tzinfo=dt.timezone(dt.timedelta(hours=-10)))
     metadata.create("images", "img", {"time": utc, "steps": {"a": {"started": local}}})
     doc = metadata.get("images", "img")
@@ -352,7 +352,13 @@ def test_replace_field_replaces_one_nested_map_whole(metadata: MetadataStore) ->
     assert metadata.get("images", "new") == {"steps": {"c": {"w": [1, 2]}}}
     # with fields merged in the same write: maps merge key by key, the path is replaced whole
     metadata.merge("images", "img", {"camera": {"iso": 100}})
-    metadata.replace_field("images", "img", ("steps", "a"), {"z": 1}, {"status": "solved", "camera": {"temp": 11}, "steps": {"b": {"q": 2}}})
+    metadata.replace_field(
+        "images",
+        "img",
+        ("steps", "a"),
+        {"z": 1},
+        {"status": "solved", "camera": {"temp": 11}, "steps": {"b": {"q": 2}}},
+    )
     assert metadata.get("images", "img") == {
         "status": "solved",
         "camera": {"iso": 100, "temp": 11},
@@ -368,7 +374,10 @@ def test_geopoints_round_trip(metadata: MetadataStore) -> None:
 
 
 def test_counting_with_a_marker_counts_each_marker_once(metadata: MetadataStore) -> None:
-    increments = {("observations", "seq"): {"num_images": 1, "total_exptime": 120.5}, ("units", "PAN001"): {"num_images": 1}}
+    increments = {
+        ("observations", "seq"): {"num_images": 1, "total_exptime": 120.5},
+        ("units", "PAN001"): {"num_images": 1},
+    }
     metadata.merge("observations", "seq", {"field_name": "KIC 8462852"})
     assert metadata.create_with_increments("counted", "img-1", {"exptime": 120.5}, increments) is True
     assert metadata.create_with_increments("counted", "img-1", {"exptime": 120.5}, increments) is False
@@ -396,12 +405,17 @@ def test_concurrent_counting_of_one_marker_counts_once(metadata: MetadataStore) 
 
 
 def test_a_lease_is_held_until_it_expires_or_is_released(metadata: MetadataStore) -> None:
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     later = now + dt.timedelta(seconds=60)
     assert metadata.claim_lease("leases", "step:img", "a", now, later) is True
     assert metadata.claim_lease("leases", "step:img", "b", now, later) is False
     assert metadata.claim_lease("leases", "step:img", "a", now, later) is True  # the holder may renew
-    assert metadata.claim_lease("leases", "step:img", "b", later + dt.timedelta(seconds=1), later + dt.timedelta(seconds=90)) is True
+    assert (
+        metadata.claim_lease(
+            "leases", "step:img", "b", later + dt.timedelta(seconds=1), later + dt.timedelta(seconds=90)
+        )
+        is True
+    )
     metadata.release_lease("leases", "step:img", "a")  # no longer a's: nothing happens
     assert metadata.claim_lease("leases", "step:img", "c", later, later) is False
     metadata.release_lease("leases", "step:img", "b")
@@ -409,7 +423,7 @@ def test_a_lease_is_held_until_it_expires_or_is_released(metadata: MetadataStore
 
 
 def test_concurrent_claims_of_one_lease_succeed_once(metadata: MetadataStore) -> None:
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     start = threading.Barrier(5)
     results: list[bool] = []
 
@@ -479,11 +493,11 @@ def test_a_held_lease_is_renewed_while_its_block_runs_and_released_after() -> No
 
     with tempfile.TemporaryDirectory() as folder:
         store = SqliteMetadata(Path(folder) / "m.sqlite")
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         with lease(store, "step:img", seconds=0.3) as held:
             assert held
             time.sleep(0.7)  # more than twice the lease: only renewal keeps it
-            assert not store.claim_lease(LEASES, "step:img", "other", dt.datetime.now(dt.timezone.utc), now)
+            assert not store.claim_lease(LEASES, "step:img", "other", dt.datetime.now(dt.UTC), now)
             with lease(store, "step:img", seconds=0.3) as second:
                 assert not second
         assert store.get(LEASES, "step:img") is None

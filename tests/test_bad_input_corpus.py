@@ -12,7 +12,6 @@ from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, 
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.step_shell import run_step
 from panoptes_network.core.topology import load_topology
-
 from step_harness import RAW, deliver, drain, local, message_for
 
 SEQUENCE = "PAN001/14d3bd/20181011T134202"

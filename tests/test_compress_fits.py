@@ -13,9 +13,8 @@ from astropy.io import fits
 
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import TransientError
-from panoptes_network.science.lossless_compression import compress_verified
 from panoptes_network.core.outcomes import Outcome
-
+from panoptes_network.science.lossless_compression import compress_verified
 from step_harness import RAW, deliver, drain, local, message_for
 
 NAME = "PAN001/14d3bd/20181011T134202/20181011T134333.fits"

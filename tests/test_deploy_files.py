@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from panoptes_network.core.topology import load_topology
 from panoptes_network.deploy.__main__ import expected_files
 from panoptes_network.deploy.build_files import cloud_build_names
 from panoptes_network.deploy.service_commands import invoker_binding_args, run_deploy_args
 from panoptes_network.deploy.service_config import ServiceDeployment, service_deployments
-from panoptes_network.core.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOYMENTS = service_deployments()
@@ -95,7 +95,10 @@ def test_cloudbuild_builds_pushes_and_deploys_every_service() -> None:
     assert config["serviceAccount"].endswith("/panoptes-builder@${PROJECT_ID}.iam.gserviceaccount.com")
     previous = "-"
     for deployment in DEPLOYMENTS:
-        name, image = deployment.name, f"${{_REGION}}-docker.pkg.dev/${{PROJECT_ID}}/panoptes/{deployment.name}:${{_TAG}}"
+        name, image = (
+            deployment.name,
+            f"${{_REGION}}-docker.pkg.dev/${{PROJECT_ID}}/panoptes/{deployment.name}:${{_TAG}}",
+        )
         assert steps[f"build-{name}"]["args"] == ["build", "-f", f"{name}/Dockerfile", "-t", image, "."]
         assert steps[f"build-{name}"]["waitFor"] == [previous]  # one after another: the install layers are shared
         previous = f"build-{name}"
@@ -137,7 +140,10 @@ name = "t"
 
 
 def test_a_service_without_deployment_keys_gets_the_defaults() -> None:
-    text = TOPOLOGY_HEAD + '[[services]]\nname = "new-step"\nstep = "x.y"\ntopic = "t"\nmessage = "step"\nack_deadline_seconds = 45\n'
+    text = (
+        TOPOLOGY_HEAD
+        + '[[services]]\nname = "new-step"\nstep = "x.y"\ntopic = "t"\nmessage = "step"\nack_deadline_seconds = 45\n'
+    )
     [deployment] = service_deployments(text)
     assert (deployment.memory, deployment.cpu, deployment.workers, deployment.threads) == ("1Gi", 1, 1, 4)
     assert deployment.concurrency == 4 and deployment.timeout_seconds == 45 and deployment.cloud_sql is False

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from panoptes_network.core.topology import load_topology
 from panoptes_network.deploy.__main__ import main
 from panoptes_network.deploy.service_config import service_deployments
 from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_hash
-from panoptes_network.core.topology import load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT, NUMBER, REGION, TAG = "proj", "123456789", "europe-west1", "abc123"
@@ -69,7 +69,9 @@ class FakeGcloud:
         script.write_text(FAKE_GCLOUD.format(python=sys.executable, reads=READS))
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
         self.state_path, self.log_path = tmp_path / "state.json", tmp_path / "calls.log"
-        self.state: dict[str, dict[str, str]] = {"exists": {f"projects describe {PROJECT} --format=value(projectNumber)": NUMBER + "\n"}}
+        self.state: dict[str, dict[str, str]] = {
+            "exists": {f"projects describe {PROJECT} --format=value(projectNumber)": NUMBER + "\n"}
+        }
 
     def save(self) -> None:
         self.state_path.write_text(json.dumps(self.state))
@@ -202,13 +204,19 @@ def test_infra_on_an_empty_project_plans_every_resource(gcloud, capsys) -> None:
         "--role=roles/datastore.user --condition=None"
     ) in planned
     assert f"gcloud firestore databases create {p} --location={REGION} --type=firestore-native" in planned
-    assert f"gcloud iam service-accounts create panoptes-invoker {p} --display-name='PANOPTES: signs the push subscriptions' OIDC tokens'" not in planned
+    assert (
+        f"gcloud iam service-accounts create panoptes-invoker {p} --display-name='PANOPTES: signs the push subscriptions' OIDC tokens'"
+        not in planned
+    )
     assert any(line.startswith("gcloud iam service-accounts create panoptes-invoker ") for line in planned)
     assert "gcloud services enable run.googleapis.com --project=proj" in planned
     # dependencies first: a binding's resource, a subscription's topics exist before it
     for i, line in enumerate(planned):
         if " add-iam-policy-binding " in line:
-            group, name = line.split(" add-iam-policy-binding ")[0], line.split()[line.split().index("add-iam-policy-binding") + 1]
+            group, name = (
+                line.split(" add-iam-policy-binding ")[0],
+                line.split()[line.split().index("add-iam-policy-binding") + 1],
+            )
             created = [j for j, other in enumerate(planned) if other.startswith(f"{group} create {name} ")]
             assert all(j < i for j in created), f"{line} comes before the creation of {name}"
     notification = [i for i, line in enumerate(planned) if "notifications create" in line][0]
@@ -356,7 +364,10 @@ def test_every_service_deploys_private_with_its_resources(gcloud, capsys, deploy
     assert env["PUSH_AUTH_EMAIL"] == INVOKER and env["GOOGLE_CLOUD_PROJECT"] == PROJECT
     for key, bucket in load_topology().buckets.items():
         assert env[f"PANOPTES_BUCKET_{key.upper()}"] == f"{bucket}-test"
-    sql = [f"--add-cloudsql-instances={PROJECT}:{REGION}:panoptes-sql", "--set-secrets=DATABASE_URL=panoptes-database-url:latest"]
+    sql = [
+        f"--add-cloudsql-instances={PROJECT}:{REGION}:panoptes-sql",
+        "--set-secrets=DATABASE_URL=panoptes-database-url:latest",
+    ]
     assert all(flag in run for flag in sql) == deployment.cloud_sql
     assert any(flag in run for flag in sql) == deployment.cloud_sql
 
@@ -377,7 +388,9 @@ def test_an_unknown_service_is_refused(gcloud, capsys) -> None:
 
 def test_bin_deploy_launches_the_module(gcloud) -> None:
     """The launcher itself: prints a Dockerfile and the SQL DDL without any cloud."""
-    dockerfile = subprocess.run([ROOT / "bin/deploy", "dockerfile", "record-image"], capture_output=True, text=True, check=True)
+    dockerfile = subprocess.run(
+        [ROOT / "bin/deploy", "dockerfile", "record-image"], capture_output=True, text=True, check=True
+    )
     assert dockerfile.stdout == (ROOT / "record-image/Dockerfile").read_text()
     ddl = subprocess.run([ROOT / "bin/deploy", "sql-schema"], capture_output=True, text=True, check=True).stdout
     assert ddl == (ROOT / SCHEMA_FILE).read_text()

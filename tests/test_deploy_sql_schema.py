@@ -18,11 +18,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_file_text
+from fixtures_servers import POSTGRES, postgres_engine
 from panoptes_network.adapters.sql_tables import define_tables, engine_for, ready_tables
 from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes, replace_image_stamps
-
-from fixtures_servers import POSTGRES, postgres_engine
+from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_file_text
 from test_plate_solve_database import stamp_row
 
 ROOT = Path(__file__).resolve().parents[1]

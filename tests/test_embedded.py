@@ -34,7 +34,9 @@ def test_process_prints_the_record_of_the_real_unsolved_frame(test_data: Path, t
     assert record["status"] not in ("rejected", "error")
     assert record["steps"]["image-received"]["state"] == "done"
     assert record["steps"]["compress-fits"]["state"] == "done"
-    assert record["steps"]["compress-fits"]["input"].endswith(".fits#" + record["steps"]["compress-fits"]["input"].split("#")[1])
+    assert record["steps"]["compress-fits"]["input"].endswith(
+        ".fits#" + record["steps"]["compress-fits"]["input"].split("#")[1]
+    )
     assert "PAN001_XXXXXX_20160909T081314" in result.stderr  # the summary table
 
 
@@ -43,14 +45,13 @@ def test_status_reads_the_records_back(test_data: Path, tmp_path: Path) -> None:
     result = run_cli("status", "--json", "--data-dir", str(tmp_path), "PAN001_XXXXXX_20160909T081522")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["steps"]["image-received"]["input"].endswith(
-        "PAN001/XXXXXX/20160909T081152/20160909T081522.fits.fz#" + json.loads(result.stdout)["steps"]["image-received"]["input"].split("#")[1]
+        "PAN001/XXXXXX/20160909T081152/20160909T081522.fits.fz#"
+        + json.loads(result.stdout)["steps"]["image-received"]["input"].split("#")[1]
     )
     assert run_cli("status", "--data-dir", str(tmp_path), "PAN001_XXXXXX_20990101T000000").returncode == 1
 
 
-def test_a_folder_in_parallel_with_a_failure_exits_nonzero(
-    test_data: Path, small_frame: Path, tmp_path: Path
-) -> None:
+def test_a_folder_in_parallel_with_a_failure_exits_nonzero(test_data: Path, small_frame: Path, tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     shutil.copy(test_data / "panoptes" / "noheader.fits", inputs)
@@ -83,9 +84,7 @@ def test_processing_the_same_file_twice_changes_no_output(small_frame: Path, tmp
     assert second["steps"]["compress-fits"]["existing_output"] == "identical"
 
 
-def test_a_different_file_under_an_existing_name_is_never_overwritten(
-    test_data: Path, tmp_path: Path, capsys
-) -> None:
+def test_a_different_file_under_an_existing_name_is_never_overwritten(test_data: Path, tmp_path: Path, capsys) -> None:
     panoptes = test_data / "panoptes"
     raw = tmp_path / "buckets/panoptes-raw-images/PAN001/XXXXXX/20160909T081152"
     # tiny.fits is a crop carrying the same header, so it claims the same image name.

@@ -15,13 +15,13 @@ import rawpy
 from astropy.io import fits
 from PIL import Image
 
-from panoptes_network.science.bayer_interpolation import COLORS, Method, bilinear
 from panoptes_network.core.errors import BadInput
-from panoptes_network.science.exif_header import camera_cards
 from panoptes_network.core.names import parse_raw_name
+from panoptes_network.science.bayer_interpolation import COLORS, Method, bilinear
+from panoptes_network.science.exif_header import camera_cards
 from panoptes_network.science.rgb_products import Products, RgbSettings, camera_fields, make_products
-from panoptes_network.synthetic.frames import FrameSpec
 from panoptes_network.synthetic.camera_raw import dng_bytes, make_raw
+from panoptes_network.synthetic.frames import FrameSpec
 
 NAME = parse_raw_name("PAN001/14d3bd/20181011T134202/20181011T134333.cr2")
 LAYOUTS = ("RGGB", "GRBG", "GBRG", "BGGR")
@@ -53,12 +53,27 @@ def test_the_raw_fits_is_the_dng_mosaic_bit_for_bit_with_the_pocs_header(full_ra
     assert header["FILTER"] == "RGGB" and header["WHITELVL"] == 2048 + 11_500
     assert [header[f"BLACK{i}"] for i in range(1, 5)] == [2048] * 4
     expected = {
-        "ISO": 100, "EXPTIME": 120.0, "DATE-OBS": "2026-11-24T08:02:03", "CAMTEMP": "12 C",
-        "CIRCCONF": "0.019 mm", "COLORTMP": 5386, "MEASEV": -3.62, "MEASEV2": -3.625,
-        "MEASRGGB": "471 1024 1024 733", "WHTLVLN": 11765, "WHTLVLS": 12277, "REDBAL": 2.015625,
-        "BLUEBAL": 1.490234, "WBRGGB": "2064 1024 1024 1526", "FILENAME": "20181011T134333.cr2",
-        "INTSN": "HA0028608", "CAMSN": "2070048413", "PANID": "PAN001", "INSTRUME": "14d3bd",
-        "SEQID": "PAN001_14d3bd_20181011T134202", "IMAGEID": "PAN001_14d3bd_20181011T134333",
+        "ISO": 100,
+        "EXPTIME": 120.0,
+        "DATE-OBS": "2026-11-24T08:02:03",
+        "CAMTEMP": "12 C",
+        "CIRCCONF": "0.019 mm",
+        "COLORTMP": 5386,
+        "MEASEV": -3.62,
+        "MEASEV2": -3.625,
+        "MEASRGGB": "471 1024 1024 733",
+        "WHTLVLN": 11765,
+        "WHTLVLS": 12277,
+        "REDBAL": 2.015625,
+        "BLUEBAL": 1.490234,
+        "WBRGGB": "2064 1024 1024 1526",
+        "FILENAME": "20181011T134333.cr2",
+        "INTSN": "HA0028608",
+        "CAMSN": "2070048413",
+        "PANID": "PAN001",
+        "INSTRUME": "14d3bd",
+        "SEQID": "PAN001_14d3bd_20181011T134202",
+        "IMAGEID": "PAN001_14d3bd_20181011T134333",
     }
     assert {key: header[key] for key in expected} == expected
 
@@ -118,7 +133,9 @@ def test_half_size_is_one_pixel_per_bayer_cell() -> None:
     products = make_products(dng_bytes(mosaic, FrameSpec()), NAME, RgbSettings(Method.HALF_SIZE))
     planes = {color: fits_data(products.color_fits[color]) for color in COLORS}
     assert {c: (p.shape, int(p[0, 0])) for c, (p, _) in planes.items()} == {
-        "R": ((12, 16), 100), "G": ((12, 16), 201), "B": ((12, 16), 300)
+        "R": ((12, 16), 100),
+        "G": ((12, 16), 201),
+        "B": ((12, 16), 300),
     }
     assert planes["R"][1]["INTERP"] == "half-size"
 
@@ -163,10 +180,18 @@ def test_canon_makernotes_map_to_the_pocs_keywords_as_exiftool_reads_them(test_d
     """Values checked against ``exiftool -j`` on the same file; what it lacks is omitted."""
     cards = camera_cards((test_data / "raw" / "canon-exif-only.cr2").read_bytes(), "x.cr2")
     assert {key: value for key, (value, _) in cards.items()} == {
-        "ISO": 400, "EXPTIME": pytest.approx(1 / 15), "DATE-OBS": "2005-08-03T18:59:18",
-        "CIRCCONF": "0.019 mm", "MEASEV": 8.0, "MEASEV2": 8.125, "MEASRGGB": "580 1024 1024 500",
-        "REDBAL": 1.688027, "BLUEBAL": 1.993255, "WBRGGB": "2002 1185 1187 2364",
-        "CAMSN": "0123456789", "FILENAME": "x.cr2",
+        "ISO": 400,
+        "EXPTIME": pytest.approx(1 / 15),
+        "DATE-OBS": "2005-08-03T18:59:18",
+        "CIRCCONF": "0.019 mm",
+        "MEASEV": 8.0,
+        "MEASEV2": 8.125,
+        "MEASRGGB": "580 1024 1024 500",
+        "REDBAL": 1.688027,
+        "BLUEBAL": 1.993255,
+        "WBRGGB": "2002 1185 1187 2364",
+        "CAMSN": "0123456789",
+        "FILENAME": "x.cr2",
     }  # no CAMTEMP (the 350D stored "not available"), COLORTMP, WHTLVLN/S or INTSN in this file
 
 

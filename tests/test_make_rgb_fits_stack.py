@@ -11,9 +11,8 @@ import uuid
 import pytest
 
 from panoptes_network.local.stack import LocalStack, patched_env
-from panoptes_network.synthetic.frames import FrameSpec
 from panoptes_network.synthetic.camera_raw import make_raw, raw_path
-
+from panoptes_network.synthetic.frames import FrameSpec
 from test_stack import pull_one
 
 pytestmark = pytest.mark.stack

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.core.messages import ObjectRef
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.synthetic.frames import FrameSpec
+from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.synthetic.camera_raw import make_raw, raw_path
-
+from panoptes_network.synthetic.frames import FrameSpec
 from step_harness import RAW, deliver, local, message_for
 
 RGB = "panoptes-rgb-images"
@@ -32,9 +31,7 @@ def raw_bytes() -> bytes:
 def stored(context) -> dict[tuple[str, str], int]:
     """Every object of the raw and rgb buckets: (bucket, name) -> generation."""
     return {
-        (bucket, info.ref.name): info.ref.generation
-        for bucket in (RAW, RGB)
-        for info in context.storage.list(bucket)
+        (bucket, info.ref.name): info.ref.generation for bucket in (RAW, RGB) for info in context.storage.list(bucket)
     }
 
 
@@ -84,7 +81,11 @@ def test_two_deliveries_at_once_make_one_set_of_outputs(tmp_path: Path, raw_byte
     for thread in threads:
         thread.join()
     # The second is told to come back (lease held), finds it done, or (sequentially) redoes it identically.
-    assert sorted(r.outcome.value for r in results) in (["already_done", "done"], ["done", "done"], ["done", "transient"])
+    assert sorted(r.outcome.value for r in results) in (
+        ["already_done", "done"],
+        ["done", "done"],
+        ["done", "transient"],
+    )
     objects = stored(context)
     assert len(objects) == 1 + len(OUTPUTS)
     step = context.metadata.get("images", IMAGE_ID)["steps"]["make-rgb-fits"]

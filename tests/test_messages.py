@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from panoptes_network.core.errors import Ignored, MalformedRequest
-from panoptes_network.core.messages import SCHEMA_VERSION, ObjectRef, PushMessage, StepMessage, parse_push_envelope, parse_step_message, parse_storage_notification, storage_notification
+from panoptes_network.core.messages import (
+    SCHEMA_VERSION,
+    ObjectRef,
+    PushMessage,
+    StepMessage,
+    parse_push_envelope,
+    parse_step_message,
+    parse_storage_notification,
+    storage_notification,
+)
 
 
 def envelope(data: bytes, attributes: dict[str, str] | None = None, message_id: str = "1") -> bytes:
@@ -77,7 +86,9 @@ def test_other_event_types_are_ignored_not_processed() -> None:
 def test_notifications_missing_attributes_or_disagreeing_are_malformed() -> None:
     data, attributes = storage_notification(ObjectRef("b", "n", 1), 1)
     with pytest.raises(MalformedRequest, match="objectGeneration"):
-        parse_storage_notification(PushMessage("1", data, {k: v for k, v in attributes.items() if k != "objectGeneration"}))
+        parse_storage_notification(
+            PushMessage("1", data, {k: v for k, v in attributes.items() if k != "objectGeneration"})
+        )
     with pytest.raises(MalformedRequest, match="disagrees"):
         parse_storage_notification(PushMessage("1", data, {**attributes, "objectId": "other"}))
     with pytest.raises(MalformedRequest, match="positive integer"):
@@ -108,7 +119,9 @@ def test_a_malformed_identity_says_so(identity: str) -> None:
 
 
 def test_a_rerun_token_round_trips_and_is_passed_on() -> None:
-    message = StepMessage(ObjectRef("b", "PAN001/x", 7), "PAN001_a_b", "PAN001_a_c", {"file_kind": "fits"}, "reprocess-1")
+    message = StepMessage(
+        ObjectRef("b", "PAN001/x", 7), "PAN001_a_b", "PAN001_a_c", {"file_kind": "fits"}, "reprocess-1"
+    )
     data, attributes = message.encode()
     parsed = parse_step_message(PushMessage("1", data, attributes))
     assert parsed == message and parsed.extra == {"file_kind": "fits"}
@@ -117,7 +130,9 @@ def test_a_rerun_token_round_trips_and_is_passed_on() -> None:
     assert "rerun" not in StepMessage(message.ref, "i", "s").to_json()
 
     notification, notification_attributes = storage_notification(message.ref, 10)
-    event = parse_storage_notification(PushMessage("2", notification, {**notification_attributes, "rerun": "reprocess-2"}))
+    event = parse_storage_notification(
+        PushMessage("2", notification, {**notification_attributes, "rerun": "reprocess-2"})
+    )
     assert event.rerun == "reprocess-2"
     assert parse_storage_notification(PushMessage("3", notification, notification_attributes)).rerun is None
 
@@ -126,12 +141,32 @@ def test_a_rerun_token_round_trips_and_is_passed_on() -> None:
     ("fields", "attributes", "why"),
     [
         ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i"}, {"schema_version": "1"}, "sequence_id"),
-        ({"bucket": "b", "name": "n", "generation": "x", "image_id": "i", "sequence_id": "s"}, {"schema_version": "1"}, "generation"),
-        ({"bucket": "", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s"}, {"schema_version": "1"}, "bucket"),
+        (
+            {"bucket": "b", "name": "n", "generation": "x", "image_id": "i", "sequence_id": "s"},
+            {"schema_version": "1"},
+            "generation",
+        ),
+        (
+            {"bucket": "", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s"},
+            {"schema_version": "1"},
+            "bucket",
+        ),
         ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s"}, {}, "schema_version"),
-        ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s"}, {"schema_version": "9"}, "schema_version"),
-        ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s", "rerun": 5}, {"schema_version": "1"}, "rerun"),
-        ({"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s", "rerun": ""}, {"schema_version": "1"}, "rerun"),
+        (
+            {"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s"},
+            {"schema_version": "9"},
+            "schema_version",
+        ),
+        (
+            {"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s", "rerun": 5},
+            {"schema_version": "1"},
+            "rerun",
+        ),
+        (
+            {"bucket": "b", "name": "n", "generation": 1, "image_id": "i", "sequence_id": "s", "rerun": ""},
+            {"schema_version": "1"},
+            "rerun",
+        ),
     ],
 )
 def test_bad_step_messages_say_why(fields: dict, attributes: dict, why: str) -> None:

@@ -19,7 +19,7 @@ def test_canonical_name_gives_ids_and_kind() -> None:
     assert name.sequence_id == "PAN001_14d3bd_20181011T134202"
     assert name.image_id == "PAN001_14d3bd_20181011T134333"
     assert name.kind is FileKind.FITS_FZ
-    assert name.image_time == dt.datetime(2018, 10, 11, 13, 43, 33, tzinfo=dt.timezone.utc)
+    assert name.image_time == dt.datetime(2018, 10, 11, 13, 43, 33, tzinfo=dt.UTC)
     assert name.path == "PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz"
     assert name.field_name is None
 
@@ -33,9 +33,16 @@ def test_legacy_field_folder_is_accepted_and_dropped_from_the_canonical_path() -
 
 @pytest.mark.parametrize(
     ("filename", "kind"),
-    [("x.fits", FileKind.FITS), ("x.FITS", FileKind.FITS), ("x.fits.fz", FileKind.FITS_FZ),
-     ("x.CR2", FileKind.RAW), ("x.cr2", FileKind.RAW), ("x.dng", FileKind.RAW), ("x.jpg", FileKind.OTHER),
-     ("x", FileKind.OTHER)],
+    [
+        ("x.fits", FileKind.FITS),
+        ("x.FITS", FileKind.FITS),
+        ("x.fits.fz", FileKind.FITS_FZ),
+        ("x.CR2", FileKind.RAW),
+        ("x.cr2", FileKind.RAW),
+        ("x.dng", FileKind.RAW),
+        ("x.jpg", FileKind.OTHER),
+        ("x", FileKind.OTHER),
+    ],
 )
 def test_extensions_are_matched_case_insensitively(filename: str, kind: FileKind) -> None:
     stem = "20181011T134333"

@@ -13,24 +13,23 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
-from astropy.wcs import FITSFixedWarning, WCS
+from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image
 
-from panoptes_network.science import background_model
-from panoptes_network.science import fits_codec
-from panoptes_network.science.solve_field import SolveSettings, spread_selection
+from panoptes_network.adapters.reference_catalog import TychoIndexCatalog, angular_distance
+from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes
 from panoptes_network.core.context import Context, local_context
-from panoptes_network.science.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.science.postage_stamps import stamp_origins
-from panoptes_network.adapters.reference_catalog import TychoIndexCatalog, angular_distance
 from panoptes_network.core.settings import Settings
-from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes
 from panoptes_network.core.step_shell import run_step
+from panoptes_network.core.topology import load_topology
+from panoptes_network.science import background_model, fits_codec
+from panoptes_network.science.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
+from panoptes_network.science.postage_stamps import stamp_origins
+from panoptes_network.science.solve_field import SolveSettings, spread_selection
 from panoptes_network.steps.plate_solve import STEP, PlateSolveSettings
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field, wcs_error_px
-from panoptes_network.core.topology import load_topology
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 
@@ -100,7 +99,9 @@ def test_the_solver_gets_sources_spread_over_the_whole_frame(crop_analysis) -> N
     settings = SolveSettings()
     chosen = spread_selection(analysis.sources, (700, 700), settings)
     first = chosen[: settings.grid[0] * settings.grid[1]]
-    cells = {(int(y // (700 / 6)), int(x // (700 / 8))) for x, y in zip(analysis.sources.x[first], analysis.sources.y[first])}
+    cells = {
+        (int(y // (700 / 6)), int(x // (700 / 8))) for x, y in zip(analysis.sources.x[first], analysis.sources.y[first])
+    }
     assert len(cells) >= 40  # the first pass takes one star from (nearly) every one of the 48 cells
     assert len(chosen) == len(set(chosen.tolist()))
 
@@ -212,13 +213,17 @@ def test_quick_look_and_sources_table_sit_beside_the_processed_image(solved_run)
     assert image.size == (700, 700) and image.mode == "RGB"
     assert (np.asarray(image)[..., 1] > np.asarray(image)[..., 0] + 100).sum() > 150  # green circles drawn
     table = pq.read_table(
-        io.BytesIO(context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}-sources.parquet").ref))
+        io.BytesIO(
+            context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}-sources.parquet").ref)
+        )
     )
     rows = image_stamps(PlateSolveSettings().database(context.settings.data_dir), None, handled.image_id)
     assert table.num_rows == len(rows) >= 150
     first = table.slice(0, 1).to_pylist()[0]
     assert first["catalog_id"] == rows[0]["catalog_id"] and first["source_id"] == rows[0]["source_id"]
-    assert np.array_equal(np.array(first["pixels"], np.float32).reshape(10, 10), pixels_from_bytes(rows[0]["pixels"], 10, 10))
+    assert np.array_equal(
+        np.array(first["pixels"], np.float32).reshape(10, 10), pixels_from_bytes(rows[0]["pixels"], 10, 10)
+    )
 
 
 def test_a_redelivery_is_already_done_and_a_reprocessing_replaces_the_rows(solved_run) -> None:
@@ -256,7 +261,9 @@ def test_frames_that_cannot_solve_end_unsolved_and_acknowledged(local: Context, 
 
 
 def test_a_message_without_its_background_is_rejected(local: Context) -> None:
-    message = StepMessage(ObjectRef("panoptes-raw-images", CROP_PATH, 1), "PAN001_XXXXXX_20160909T081314", "PAN001_XXXXXX_20160909T081152")
+    message = StepMessage(
+        ObjectRef("panoptes-raw-images", CROP_PATH, 1), "PAN001_XXXXXX_20160909T081314", "PAN001_XXXXXX_20160909T081152"
+    )
     data, attributes = message.encode()
     handled = run_step(SERVICE, STEP, local, PushMessage("no-bg", data, attributes))
     assert handled.outcome is Outcome.REJECTED and "background" in handled.reason

@@ -21,14 +21,18 @@ import sqlalchemy as sa
 from astropy.io import fits
 from astropy.table import Table
 
+from fixtures_servers import POSTGRES, postgres_engine
+from panoptes_network.adapters.reference_catalog import SqlCatalog, TychoIndexCatalog, load_catalog_file
+from panoptes_network.adapters.stamp_database import (
+    image_stamps,
+    pixels_from_bytes,
+    pixels_to_bytes,
+    replace_image_stamps,
+)
 from panoptes_network.core.context import local_context
 from panoptes_network.core.messages import parse_step_message
-from panoptes_network.adapters.reference_catalog import SqlCatalog, TychoIndexCatalog, load_catalog_file
 from panoptes_network.core.settings import Settings
-from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes, pixels_to_bytes, replace_image_stamps
 from panoptes_network.steps.plate_solve import PlateSolveSettings, process
-
-from fixtures_servers import POSTGRES, postgres_engine
 from test_plate_solve import put_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
@@ -136,13 +140,21 @@ def test_the_cli_loads_a_catalog_into_the_data_dir(tic_subset: Table, tmp_path: 
     tic_subset.write(path, format="ascii.csv")
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     done = subprocess.run(
-        [str(CLI), "catalog", "load", "--data-dir", str(tmp_path / "data"), str(path)], capture_output=True, text=True, env=env
+        [str(CLI), "catalog", "load", "--data-dir", str(tmp_path / "data"), str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert done.returncode == 0, done.stderr
     assert f"{len(tic_subset)} star(s)" in done.stdout and (tmp_path / "data" / "stamps.sqlite").exists()
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")
-    failed = subprocess.run([str(CLI), "catalog", "load", "--data-dir", str(tmp_path / "data"), str(bad)], capture_output=True, text=True, env=env)
+    failed = subprocess.run(
+        [str(CLI), "catalog", "load", "--data-dir", str(tmp_path / "data"), str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert failed.returncode != 0 and "picid" in failed.stderr
 
 

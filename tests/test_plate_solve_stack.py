@@ -3,16 +3,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import time
+from pathlib import Path
 
 import pytest
 from astropy.io import fits
 
-from panoptes_network.science import fits_codec
 from panoptes_network.local.stack import LocalStack, patched_env
-
+from panoptes_network.science import fits_codec
 
 pytestmark = [pytest.mark.stack, pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")]
 

@@ -23,9 +23,8 @@ from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.drivers.push_auth import CertificateCache, PushAuthFailure, PushVerifier, fetch_certs
 from panoptes_network.core.settings import Settings
-
+from panoptes_network.drivers.push_auth import CertificateCache, PushAuthFailure, PushVerifier, fetch_certs
 from test_service import client_for, json_logs, local, request_lines, upload  # noqa: F401 (fixtures)
 
 AUDIENCE = "https://image-received-123456789.us-central1.run.app"
@@ -37,7 +36,7 @@ def make_key() -> tuple[str, str]:
     """A private key (PEM) and its self-signed certificate (PEM), as Google publishes them."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")])
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -67,7 +66,7 @@ class CertServer:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 outer.fetches += 1
                 body = json.dumps(outer.certs).encode()
                 self.send_response(200)

@@ -14,11 +14,10 @@ from astropy.io import fits
 from panoptes_network.adapters.firestore_metadata import FirestoreMetadata
 from panoptes_network.adapters.metadata import GeoPoint
 from panoptes_network.core.context import Context
+from panoptes_network.core.outcomes import Outcome
 from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.science.fits_header import read_image_header
-from panoptes_network.core.outcomes import Outcome
 from panoptes_network.synthetic.frames import FrameSpec, make_frame
-
 from step_harness import RAW, deliver, drain, local, message_for
 
 SEQUENCE = "PAN001/XXXXXX/20160909T081152"
@@ -64,7 +63,7 @@ def test_the_real_header_is_recorded_with_parsed_values(tmp_path: Path, test_dat
     assert image["camera"]["measured_rggb"] == {"r": 474.0, "g1": 1024.0, "g2": 1024.0, "b": 718.0}
     assert image["camera"]["white_level_n"] == 11765.0 and image["camera"]["red_balance"] == 2.019531
     assert image["mount"] == {"ra": 301.56439, "dec": 44.456875, "ha": pytest.approx(1.03388073074251)}
-    assert image["date_obs"] == dt.datetime(2016, 9, 9, 8, 14, 34, tzinfo=dt.timezone.utc)
+    assert image["date_obs"] == dt.datetime(2016, 9, 9, 8, 14, 34, tzinfo=dt.UTC)
     assert image["ra_image"] == pytest.approx(303.2064, abs=1e-3)
     assert image["dec_image"] == pytest.approx(46.0174, abs=1e-3)
     assert image["bucket_path"] == f"{RAW}/{ref.name}" and image["generation"] == ref.generation
@@ -86,7 +85,12 @@ def test_missing_optional_keywords_are_null_not_a_crash(tmp_path: Path, test_dat
     assert handled.outcome is Outcome.DONE
     image = context.metadata.get("images", "PAN001_XXXXXX_20160909T081314")
     assert image["exptime"] is None and image["ra_image"] is None and image["camera"] == {}
-    assert context.metadata.get("units", "PAN001") == {"unit_id": "PAN001", "name": "PAN001", "num_images": 1, "total_exptime": 0.0}
+    assert context.metadata.get("units", "PAN001") == {
+        "unit_id": "PAN001",
+        "name": "PAN001",
+        "num_images": 1,
+        "total_exptime": 0.0,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +115,7 @@ def test_a_large_fz_costs_only_a_few_header_blocks(tmp_path: Path, big_fz: bytes
 def test_header_reading_matches_astropy_and_refuses_junk(test_data: Path) -> None:
     for name in ("solved.fits.fz", "unsolved.fits", "tiny.fits"):
         data = (test_data / "panoptes" / name).read_bytes()
-        header, _, needed = read_image_header(lambda a, b: data[a:b], name)
+        header, _, needed = read_image_header(lambda a, b, data=data: data[a:b], name)
         assert needed == len(data)  # the whole file, to the block
         reference = fits.getheader(test_data / "panoptes" / name, ext=1 if name.endswith(".fz") else 0)
         assert {k: header[k] for k in ("NAXIS1", "NAXIS2", "EXPTIME", "SEQID")} == {
@@ -198,8 +202,9 @@ def test_counters_are_exact_under_redelivery_and_concurrency_sqlite(tmp_path: Pa
 @pytest.mark.stack
 def test_counters_are_exact_under_redelivery_and_concurrency_firestore(tmp_path: Path, firestore_project: str) -> None:
     local_context_, queue = local(tmp_path)
-    context = Context(local_context_.settings, local_context_.storage, local_context_.publisher,
-                      FirestoreMetadata(firestore_project))
+    context = Context(
+        local_context_.settings, local_context_.storage, local_context_.publisher, FirestoreMetadata(firestore_project)
+    )
     messages = [message_for(ref) for ref in frames(context, 3)]
     drain(queue)
     outcomes = deliver_many(context, messages, copies=5)
@@ -219,7 +224,9 @@ def test_header_command_prints_json(test_data: Path) -> None:
 
     result = subprocess.run(
         [sys.executable, "-m", "panoptes_network", "header", str(test_data / "panoptes/solved.fits.fz")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     header = json.loads(result.stdout)

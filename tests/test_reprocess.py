@@ -15,12 +15,19 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from panoptes_network.drivers.cli import main
-from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.core.messages import PushMessage
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.operations.reprocessing import Selection, new_token, parse_since, plan_rerun, publish, select_images
 from panoptes_network.core.step_shell import run_step
+from panoptes_network.drivers.cli import main
+from panoptes_network.drivers.embedded import EmbeddedRunner
+from panoptes_network.operations.reprocessing import (
+    Selection,
+    new_token,
+    parse_since,
+    plan_rerun,
+    publish,
+    select_images,
+)
 from panoptes_network.synthetic.frames import FrameSpec, write_frame
 from panoptes_network.synthetic.star_field import StarFieldSpec, frame_spec_for, make_star_field
 
@@ -77,7 +84,12 @@ def test_reprocess_unsolved_reruns_only_those_and_counts_nothing_twice(data_dir:
     assert main(["reprocess", "--json", "--quiet", "--data-dir", str(data_dir), "--status", "unsolved"]) == 0
 
     [row] = rows_of(capsys.readouterr().out)
-    assert (row["image_id"], row["step"], row["result"], row["status"]) == (UNSOLVED, "plate-solver", "done", "unsolved")
+    assert (row["image_id"], row["step"], row["result"], row["status"]) == (
+        UNSOLVED,
+        "plate-solver",
+        "done",
+        "unsolved",
+    )
     after = runner.metadata.get("images", UNSOLVED)["steps"]["plate-solver"]
     assert after["rerun"].startswith("reprocess-") and after["message_id"] != unsolved_before["message_id"]
     assert after["finished"] > unsolved_before["finished"]
@@ -124,7 +136,9 @@ def test_a_rerun_runs_a_finished_step_once_per_token_down_the_chain(data_dir: Pa
     assert again.outcome is Outcome.ALREADY_DONE
     payload = json.loads(rerun.data)
     del payload["rerun"]
-    late = run_step(spec, spec.step_module().STEP, context, PushMessage("late", json.dumps(payload).encode(), rerun.attributes))
+    late = run_step(
+        spec, spec.step_module().STEP, context, PushMessage("late", json.dumps(payload).encode(), rerun.attributes)
+    )
     assert late.outcome is Outcome.ALREADY_DONE
     assert list(runner.drain()) == []  # nothing published by either
 
@@ -142,7 +156,12 @@ def test_reprocess_skips_images_whose_input_is_gone_and_dry_run_publishes_nothin
 
     assert main(["reprocess", "--json", "--quiet", "--dry-run", "--data-dir", str(data_dir), "--unit", "PAN000"]) == 0
     [row] = rows_of(capsys.readouterr().out)
-    assert (row["image_id"], row["step"], row["result"], row["note"]) == (SOLVED, "plate-solver", "planned", "plate-solve")
+    assert (row["image_id"], row["step"], row["result"], row["note"]) == (
+        SOLVED,
+        "plate-solver",
+        "planned",
+        "plate-solve",
+    )
     assert {image_id: doc for image_id, doc in runner.metadata.list("images")} == before
     assert runner.queue.pop() is None
 
@@ -156,7 +175,7 @@ def test_selection_by_unit_status_and_date(data_dir: Path) -> None:
     assert ids(Selection(statuses=("error",))) == []
     assert ids(Selection(since=parse_since("2026-11-24T08:02:03"))) == [SOLVED, UNSOLVED]
     assert ids(Selection(since=parse_since("20261124T080204"))) == []
-    assert parse_since("2026-11-24") == dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc)
+    assert parse_since("2026-11-24") == dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="ISO 8601"):
         parse_since("last tuesday")
 
@@ -170,11 +189,28 @@ def test_a_rerun_from_image_received_carries_its_token_through_the_notification(
     runner = EmbeddedRunner(data_dir)
     counts_before = counters(runner)
     capsys.readouterr()
-    assert main(["reprocess", "--json", "--quiet", "--data-dir", str(data_dir), "--unit", "PAN002", "--step", "image-received"]) == 0
+    assert (
+        main(
+            [
+                "reprocess",
+                "--json",
+                "--quiet",
+                "--data-dir",
+                str(data_dir),
+                "--unit",
+                "PAN002",
+                "--step",
+                "image-received",
+            ]
+        )
+        == 0
+    )
     [row] = rows_of(capsys.readouterr().out)
     assert (row["image_id"], row["result"], row["status"]) == (UNSOLVED, "done", "unsolved")
     steps = runner.metadata.get("images", UNSOLVED)["steps"]
-    tokens = {steps[step].get("rerun") for step in ("image-received", "record-image", "subtract-background", "plate-solver")}
+    tokens = {
+        steps[step].get("rerun") for step in ("image-received", "record-image", "subtract-background", "plate-solver")
+    }
     assert len(tokens) == 1 and None not in tokens
     assert steps["compress-fits"].get("rerun") is None  # not downstream of the .fits.fz
     assert counters(runner) == counts_before

@@ -9,12 +9,13 @@ import uuid
 import pytest
 
 from panoptes_network.drivers.cli import main
-from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
 from stack_checks import wait_for
 
 pytestmark = pytest.mark.stack
+
 
 def test_reprocess_through_the_stack_reruns_the_chain_once(local_stack: LocalStack, capsys) -> None:
     from google.cloud import firestore, storage

@@ -17,10 +17,15 @@ import pytest
 from panoptes_network.core.context import Context, local_context
 from panoptes_network.core.errors import TransientError
 from panoptes_network.core.logs import JsonFormatter
-from panoptes_network.core.messages import ObjectRef, PushMessage, parse_step_message, parse_storage_notification, storage_notification
-from panoptes_network.drivers.service import create_app
+from panoptes_network.core.messages import (
+    ObjectRef,
+    PushMessage,
+    parse_step_message,
+    parse_storage_notification,
+    storage_notification,
+)
 from panoptes_network.core.settings import Settings
-
+from panoptes_network.drivers.service import create_app
 from test_messages import envelope
 
 RAW = "panoptes-raw-images"
@@ -149,8 +154,13 @@ def test_other_event_types_are_acknowledged_with_a_log_line(local, json_logs) ->
     ("body", "why"),
     [
         (b"{not json", "not JSON"),
-        (envelope(b"\x00\x01 not json", {"eventType": "OBJECT_FINALIZE", "bucketId": RAW, "objectId": "x",
-                                          "objectGeneration": "1"}), "not JSON"),
+        (
+            envelope(
+                b"\x00\x01 not json",
+                {"eventType": "OBJECT_FINALIZE", "bucketId": RAW, "objectId": "x", "objectGeneration": "1"},
+            ),
+            "not JSON",
+        ),
         (envelope(b"{}", {"schema_version": "1"}), "not a Cloud Storage notification"),
         (b"x" * 300_000, "exceeds"),
     ],
@@ -244,7 +254,7 @@ def test_a_redelivery_while_another_attempt_holds_the_lease_is_retried_later(loc
 
     context, queue = local
     body = upload(local, f"{NAME}.fits")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     lease = "image-received:PAN001_14d3bd_20181011T134333"
     assert context.metadata.claim_lease("leases", lease, "the first attempt", now, now + dt.timedelta(minutes=5))
     client = client_for(context)

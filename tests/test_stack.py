@@ -54,8 +54,11 @@ def wait_for_document(db, collection: str, doc_id: str, ready=lambda doc: True) 
 
 @pytest.mark.parametrize(
     ("filename", "topic"),
-    [("20251001T030100.fits", "compress-fits"), ("20251001T030200.fits.fz", "record-image"),
-     ("20251001T030300.CR2", "make-rgb-fits")],
+    [
+        ("20251001T030100.fits", "compress-fits"),
+        ("20251001T030200.fits.fz", "record-image"),
+        ("20251001T030300.CR2", "make-rgb-fits"),
+    ],
 )
 def test_an_upload_reaches_the_right_topic(local_stack: LocalStack, clients, filename: str, topic: str) -> None:
     gcs, subscriber, db = clients
@@ -100,8 +103,11 @@ def test_the_service_answers_bad_requests_itself(local_stack: LocalStack) -> Non
     url = local_stack.services["image-received"].url
     assert requests.post(url + "/", data=b"not json", timeout=10).status_code == 400
     assert requests.get(url + "/healthz", timeout=10).json()["service"] == "image-received"
-    lines = [json.loads(line) for line in local_stack.services["image-received"].log_path.read_text().splitlines()
-             if line.startswith("{")]
+    lines = [
+        json.loads(line)
+        for line in local_stack.services["image-received"].log_path.read_text().splitlines()
+        if line.startswith("{")
+    ]
     assert any(line.get("outcome") == "malformed" and line.get("status") == 400 for line in lines)
 
 
@@ -181,8 +187,13 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, **local_stack.client_env}
-        return subprocess.run([sys.executable, "-m", "panoptes_network", "dlq", *args],
-                              capture_output=True, text=True, env=env, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "panoptes_network", "dlq", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
 
     while time.monotonic() < deadline:  # five pushes, backing off, then the dead-letter topic
         listed = [json.loads(line) for line in cli("list", "--step", "record-image", "--json").stdout.splitlines()]
@@ -197,7 +208,9 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
     again = cli("list", "--step", "record-image", "--json").stdout  # listing did not consume it
     assert row["message_id"] in again
     watcher = subscriber.subscription_path(local_stack.project, f"watch-{uuid.uuid4().hex[:8]}")
-    subscriber.create_subscription(request={"name": watcher, "topic": publisher.topic_path(local_stack.project, service.topic)})
+    subscriber.create_subscription(
+        request={"name": watcher, "topic": publisher.topic_path(local_stack.project, service.topic)}
+    )
     replay = cli("replay", "--step", "record-image", row["message_id"])
     assert replay.returncode == 0, replay.stderr
     [replayed] = pull_one(subscriber, watcher)

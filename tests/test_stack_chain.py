@@ -41,7 +41,9 @@ def test_a_fits_upload_is_compressed_then_recorded(local_stack: LocalStack, clie
     camera = unique_camera()
     name = f"PAN001/{camera}/20160909T081152/20160909T081314.fits"
     raw.blob(name).upload_from_string((test_data / "panoptes/unsolved.fits").read_bytes())
-    image = wait_for(lambda: image_with(db, f"PAN001_{camera}_20160909T081314", "record-image"), "recording", DEADLINE_SECONDS)
+    image = wait_for(
+        lambda: image_with(db, f"PAN001_{camera}_20160909T081314", "record-image"), "recording", DEADLINE_SECONDS
+    )
     assert raw.get_blob(name) is None
     fz = raw.get_blob(name + ".fz")
     assert fz is not None and image["generation"] == fz.generation
@@ -60,6 +62,8 @@ def test_a_solved_fz_upload_records_its_wcs_centre(local_stack: LocalStack, clie
     raw.blob(f"PAN001/{camera}/20160909T081152/20160909T081522.fits.fz").upload_from_string(
         (test_data / "panoptes/solved.fits.fz").read_bytes()
     )
-    image = wait_for(lambda: image_with(db, f"PAN001_{camera}_20160909T081522", "record-image"), "recording", DEADLINE_SECONDS)
+    image = wait_for(
+        lambda: image_with(db, f"PAN001_{camera}_20160909T081522", "record-image"), "recording", DEADLINE_SECONDS
+    )
     assert image["ra_image"] == pytest.approx(303.2064, abs=1e-3)
     assert image["dec_image"] == pytest.approx(46.0174, abs=1e-3)

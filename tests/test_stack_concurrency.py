@@ -24,10 +24,10 @@ import sqlalchemy as sa
 
 from fixtures_servers import POSTGRES, postgres_engine
 from fixtures_stack import running_stack
-from panoptes_network.core.messages import ObjectRef, storage_notification
 from panoptes_network.adapters.sql_tables import engine_for
-from panoptes_network.local.stack import LocalStack
+from panoptes_network.core.messages import ObjectRef, storage_notification
 from panoptes_network.core.topology import load_topology
+from panoptes_network.local.stack import LocalStack
 from stack_checks import Watch, assert_completed_once, request_lines, wait_for
 
 pytestmark = pytest.mark.stack
@@ -95,7 +95,9 @@ def post_until_acknowledged(url: str, body: dict, seconds: float = 120) -> list[
 
 def acknowledged(stack: LocalStack, image_id: str, step: str) -> set[str]:
     """Message ids ``step`` acknowledged for the image."""
-    return {r["message_id"] for r in request_lines(stack, image_id) if r["step"] == step and r["status"] == ACKNOWLEDGED}
+    return {
+        r["message_id"] for r in request_lines(stack, image_id) if r["step"] == step and r["status"] == ACKNOWLEDGED
+    }
 
 
 def test_the_same_messages_at_once_make_one_set_of_effects(stack: LocalStack, database_url: str) -> None:
@@ -104,7 +106,9 @@ def test_the_same_messages_at_once_make_one_set_of_effects(stack: LocalStack, da
     watch = Watch(stack)
     name, image_id, blob = watch.upload_star_field("C" + uuid.uuid4().hex[:5])
 
-    data, attributes = storage_notification(ObjectRef(blob.bucket.name, name, blob.generation), blob.size, blob.content_type)
+    data, attributes = storage_notification(
+        ObjectRef(blob.bucket.name, name, blob.generation), blob.size, blob.content_type
+    )
     topic = watch.publisher.topic_path(stack.project, "image-received")
     all_at_once(lambda _: watch.publisher.publish(topic, data, **attributes).result(timeout=30))
 
@@ -118,7 +122,9 @@ def test_the_same_messages_at_once_make_one_set_of_effects(stack: LocalStack, da
     posted = all_at_once(lambda _: post_until_acknowledged(url, body))
 
     # The storage notification: once from fake-gcs-server, COPIES times from us.
-    wait_for(lambda: len(acknowledged(stack, image_id, "image-received")) == COPIES + 1, "every notification acknowledged")
+    wait_for(
+        lambda: len(acknowledged(stack, image_id, "image-received")) == COPIES + 1, "every notification acknowledged"
+    )
     image = assert_completed_once(watch, name, image_id)
 
     answered = request_lines(stack, image_id)

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
 from stack_checks import wait_for
 
 pytestmark = pytest.mark.stack
-
 
 
 def children(pid: int) -> list[int]:

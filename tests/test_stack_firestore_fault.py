@@ -39,7 +39,11 @@ def test_firestore_paused_mid_chain_gives_503s_then_the_image_completes_once(sta
     os.killpg(group, signal.SIGSTOP)
     try:
         wait_for(
-            lambda: [r for r in request_lines(stack, image_id) if r["status"] == 503 and "Firestore unavailable" in r["reason"]],
+            lambda: [
+                r
+                for r in request_lines(stack, image_id)
+                if r["status"] == 503 and "Firestore unavailable" in r["reason"]
+            ],
             "a 503 saying Firestore is unavailable",
             seconds=60,
         )
@@ -52,5 +56,7 @@ def test_firestore_paused_mid_chain_gives_503s_then_the_image_completes_once(sta
     refused = [r for r in answered if r["status"] == 503]
     assert refused and all(r["outcome"] == "transient" for r in refused)
     assert not [r for r in answered if r["status"] >= 500 and r["status"] != 503]  # no step recorded an error
-    print(f"{len(refused)} answers 503 ({', '.join(sorted({r['step'] for r in refused}))}); "
-          f"outcomes {[(r['step'], r['outcome']) for r in answered]}")
+    print(
+        f"{len(refused)} answers 503 ({', '.join(sorted({r['step'] for r in refused}))}); "
+        f"outcomes {[(r['step'], r['outcome']) for r in answered]}"
+    )

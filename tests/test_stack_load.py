@@ -23,12 +23,22 @@ from typing import Any
 import pytest
 
 from fixtures_stack import running_stack
-from panoptes_network.operations.dead_letters import DeadLetter, DeadLetterQueue
 from panoptes_network.core.messages import ObjectRef
 from panoptes_network.core.names import parse_raw_name
-from panoptes_network.local.stack import LocalStack, patched_env
-from panoptes_network.local.stack_load import CHAIN, LoadFrame, Uploads, final_step_done, load_frames, measure, settled, upload_all, wait_until_final
 from panoptes_network.core.topology import load_topology
+from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.local.stack_load import (
+    CHAIN,
+    LoadFrame,
+    Uploads,
+    final_step_done,
+    load_frames,
+    measure,
+    settled,
+    upload_all,
+    wait_until_final,
+)
+from panoptes_network.operations.dead_letters import DeadLetter, DeadLetterQueue
 from stack_checks import request_lines, stored_uploads
 
 pytestmark = pytest.mark.stack
@@ -138,7 +148,9 @@ def test_every_image_reaches_the_final_status(run: LoadRun, record_property) -> 
 
     statuses = collections.Counter(image.get("status") for image in run.images.values())
     unsettled = [image_id for image_id, frame in run.frames.items() if not settled(frame, run.images.get(image_id))]
-    assert not unsettled, f"{len(unsettled)} unfinished after {DEADLINE_SECONDS} s, e.g. {unsettled[:3]}; {dict(statuses)}"
+    assert not unsettled, (
+        f"{len(unsettled)} unfinished after {DEADLINE_SECONDS} s, e.g. {unsettled[:3]}; {dict(statuses)}"
+    )
     assert statuses == {FINAL_STATUS: FRAMES}, {
         image_id: (image["status"], {step: str(record["finished"]) for step, record in image["steps"].items()})
         for image_id, image in run.images.items()
@@ -156,7 +168,9 @@ def test_each_step_ran_once_on_what_the_step_before_handed_it(run: LoadRun) -> N
         assert {step: record["state"] for step, record in steps.items()} == {step: "done" for step in frame.steps}
         for step, next_step in zip(CHAIN, CHAIN[1:]):  # the message each step published is the one the next took
             assert steps[step]["published"] == {topology.service(next_step).topic: steps[next_step]["message_id"]}
-        assert {steps[step]["input"] for step in CHAIN} == {ObjectRef(raw, frame.compressed_name, image["generation"]).identity}
+        assert {steps[step]["input"] for step in CHAIN} == {
+            ObjectRef(raw, frame.compressed_name, image["generation"]).identity
+        }
         background = ObjectRef(backgrounds, background_name(frame), steps["subtract-background"]["output_generation"])
         assert steps["plate-solver"]["background"] == background.identity
 
@@ -206,11 +220,14 @@ def test_each_step_got_one_message_per_input_and_did_its_work_once(run: LoadRun)
     found = deliveries(request_lines(run.stack))
     assert found.repeated_messages == [] and found.repeated_work == []
     assert found.outcomes <= {"done", *REPEAT_OUTCOMES}, found.steps
-    assert {step: counts["messages"] for step, counts in found.steps.items()} == {
-        "image-received": FRAMES + FITS_FRAMES,  # the .fits and then its .fits.fz
-        "compress-fits": FITS_FRAMES,
-        **{step: FRAMES for step in CHAIN[1:]},
-    }
+    assert (
+        {step: counts["messages"] for step, counts in found.steps.items()}
+        == {
+            "image-received": FRAMES + FITS_FRAMES,  # the .fits and then its .fits.fz
+            "compress-fits": FITS_FRAMES,
+            **{step: FRAMES for step in CHAIN[1:]},
+        }
+    )
 
 
 def dead_letters(stack: LocalStack) -> list[DeadLetter]:

@@ -41,7 +41,9 @@ def test_storage_down_mid_chain_gives_503s_then_the_image_completes_once(stack: 
     stopped = time.monotonic()
     stack.gcs.stop()
     wait_for(
-        lambda: [r for r in request_lines(stack, image_id) if r["status"] == 503 and "storage unavailable" in r["reason"]],
+        lambda: [
+            r for r in request_lines(stack, image_id) if r["status"] == 503 and "storage unavailable" in r["reason"]
+        ],
         "a 503 saying storage is unavailable",
         seconds=60,
     )
@@ -53,7 +55,10 @@ def test_storage_down_mid_chain_gives_503s_then_the_image_completes_once(stack: 
     later = raw.blob(f"PAN001/{camera}/20261124T080000/20261124T080500.jpg")
     later.upload_from_string(b"not a frame")  # notifications flow again: image-received records it
     ignored = watch.db.collection("objects").document(quote(f"{raw.name}/{later.name}#{later.generation}", safe=""))
-    assert wait_for(lambda: ignored.get().to_dict(), "the upload after the restart being routed", 60)["status"] == "ignored"
+    assert (
+        wait_for(lambda: ignored.get().to_dict(), "the upload after the restart being routed", 60)["status"]
+        == "ignored"
+    )
 
     assert_completed_once(watch, name, image_id)
     database = stack.services["plate-solver"].log_path.parent / "data" / "stamps.sqlite"

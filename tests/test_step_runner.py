@@ -11,7 +11,6 @@ from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.step_shell import Step, StepResult, run_step
 from panoptes_network.core.topology import load_topology
-
 from step_harness import local
 
 IMAGE = "PAN001_14d3bd_20181011T134333"
@@ -50,7 +49,9 @@ def test_a_losing_attempts_failure_never_replaces_a_finished_record(tmp_path: Pa
     def winner_then_failure(context: Context, message: StepMessage) -> StepResult:
         # The winner (which took the lease over) records what the runner records for a success.
         winner = {"state": "done", "input": message.ref.identity, "message_id": "winner"}
-        context.metadata.replace_field("images", IMAGE, ("steps", SERVICE.name), winner, {"status": "background_subtracted"})
+        context.metadata.replace_field(
+            "images", IMAGE, ("steps", SERVICE.name), winner, {"status": "background_subtracted"}
+        )
         raise RuntimeError("the slow attempt failed after all")
 
     handled = run(context, winner_then_failure, message_id="loser")

@@ -11,17 +11,17 @@ import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 
-from panoptes_network.science import background_model as bm
-from panoptes_network.science import fits_codec
-from panoptes_network.synthetic import frames as synthetic
 from panoptes_network.core.context import local_context
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.step_shell import run_step
-from panoptes_network.steps import subtract_background
 from panoptes_network.core.topology import load_topology
+from panoptes_network.science import background_model as bm
+from panoptes_network.science import fits_codec
+from panoptes_network.steps import subtract_background
+from panoptes_network.synthetic import frames as synthetic
 
 SETTINGS = bm.BackgroundSettings()
 SPEC = synthetic.FrameSpec(shape=(1200, 1800), stars=400, seed=5)

@@ -8,12 +8,11 @@ import uuid
 
 import pytest
 
-from panoptes_network.science import fits_codec
-from panoptes_network.science.background_model import load_model
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.local.stack import LocalStack, patched_env
+from panoptes_network.science import fits_codec
+from panoptes_network.science.background_model import load_model
 from panoptes_network.synthetic.frames import FrameSpec, make_frame
-
 from test_stack import pull_one
 
 pytestmark = pytest.mark.stack
@@ -41,7 +40,9 @@ def test_a_raw_frame_reaches_plate_solve_with_its_background(local_stack: LocalS
             {"file_kind": "fits.fz"},
         )
         payload, attributes = message.encode()
-        publisher.publish(publisher.topic_path(local_stack.project, "subtract-background"), payload, **attributes).result()
+        publisher.publish(
+            publisher.topic_path(local_stack.project, "subtract-background"), payload, **attributes
+        ).result()
         received = pull_about(subscriber, subscription, message.image_id)
         assert received["name"] == name and received["generation"] == blob.generation
         background = received["background"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from panoptes_network.core.topology import load_topology, parse_topology
 from panoptes_network.deploy.readme_topology import BEGIN, END, current_block, topology_markdown, with_topology_block
 from panoptes_network.deploy.service_config import topology_text
-from panoptes_network.core.topology import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def test_a_changed_topology_changes_only_the_readme_block(tmp_path: Path) -> Non
         text.replace('rgb = "panoptes-rgb-images"', 'rgb = "panoptes-rgb-renamed"')
         .replace("ack_deadline_seconds = 600", "ack_deadline_seconds = 540")
         .replace("timeout_seconds = 600", "timeout_seconds = 500")
-        .replace('publishes = []\nack_deadline_seconds = 120', 'publishes = ["archive"]\nack_deadline_seconds = 120', 1)
+        .replace("publishes = []\nack_deadline_seconds = 120", 'publishes = ["archive"]\nack_deadline_seconds = 120', 1)
         + '\n[[topics]]\nname = "archive"\n\n[[services]]\nname = "archive-fits"\nstep = "x.y"\n'
         'topic = "archive"\nmessage = "step"\nack_deadline_seconds = 45\n'
     )
@@ -68,6 +68,8 @@ def test_a_changed_topology_changes_only_the_readme_block(tmp_path: Path) -> Non
 
 
 def test_a_topology_with_a_dangling_topic_is_refused() -> None:
-    text = (ROOT / "resources/topology.toml").read_text().replace('publishes = ["plate-solve"]', 'publishes = ["nowhere"]')
+    text = (
+        (ROOT / "resources/topology.toml").read_text().replace('publishes = ["plate-solve"]', 'publishes = ["nowhere"]')
+    )
     with pytest.raises(ValueError, match="unknown topic 'nowhere'"):
         parse_topology(text)

@@ -21,8 +21,8 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from panoptes_network.core.errors import TransientError
 from panoptes_network.adapters.metadata import AlsoMerge, GeoPoint, Increments
+from panoptes_network.core.errors import TransientError
 
 RETRY_SECONDS = 5.0
 CONDITIONAL_ATTEMPTS = 10  # conditional writes read again this often before giving up (transient)
@@ -194,10 +194,8 @@ class FirestoreMetadata:
             snapshot = document.get(retry=RETRY, timeout=TIMEOUT)
             if snapshot.exists and snapshot.to_dict().get("holder") == holder:
                 option = self.client.write_option(last_update_time=snapshot.update_time)
-                try:
+                with contextlib.suppress(api.FailedPrecondition, api.NotFound):  # taken over after it expired
                     document.delete(option=option, retry=RETRY, timeout=TIMEOUT)
-                except (api.FailedPrecondition, api.NotFound):
-                    pass  # taken over after it expired: the new holder's now
 
     def create_with_increments(
         self, collection: str, doc_id: str, fields: Mapping[str, Any], increments: Increments

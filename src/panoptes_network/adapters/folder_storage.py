@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from panoptes_network.adapters.storage import ObjectInfo, require_live_generation
 from panoptes_network.core.errors import AlreadyExists, NotFound
 from panoptes_network.core.messages import ObjectRef
-from panoptes_network.adapters.storage import ObjectInfo, require_live_generation
 
 TEMP_PREFIX = ".tmp-"
 
@@ -43,7 +43,7 @@ class FolderStorage:
     @contextlib.contextmanager
     def _open(self, ref: ObjectRef) -> Iterator[BinaryIO]:
         try:
-            handle = open(self._path(ref.bucket, ref.name), "rb")
+            handle = open(self._path(ref.bucket, ref.name), "rb")  # noqa: SIM115 (closed by the with below)
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise NotFound(f"{ref.identity} does not exist", exc) from exc
         with handle:
@@ -67,7 +67,7 @@ class FolderStorage:
             return None
         if not os.path.isfile(self._path(bucket, name)):
             return None
-        updated = dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, dt.timezone.utc)
+        updated = dt.datetime.fromtimestamp(st.st_mtime_ns / 1e9, dt.UTC)
         return ObjectInfo(ObjectRef(bucket, name, st.st_mtime_ns), st.st_size, None, updated)
 
     def write_new(self, bucket: str, name: str, data: bytes, content_type: str | None = None) -> ObjectRef:

@@ -23,9 +23,9 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.resumable_media.common import DataCorruption
 
+from panoptes_network.adapters.storage import ObjectInfo, require_live_generation
 from panoptes_network.core.errors import AlreadyExists, NotFound, PreconditionFailed, TransientError
 from panoptes_network.core.messages import ObjectRef
-from panoptes_network.adapters.storage import ObjectInfo, require_live_generation
 
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 10.0

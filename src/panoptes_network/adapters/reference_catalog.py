@@ -22,8 +22,8 @@ import numpy as np
 import sqlalchemy as sa
 from astropy.table import Table
 
-from panoptes_network.core.errors import TransientError
 from panoptes_network.adapters.sql_tables import engine_for, ready_table
+from panoptes_network.core.errors import TransientError
 
 TYCHO2_INDEX = Path("/usr/share/astrometry/index-tycho2-07.littleendian.fits")
 
@@ -71,13 +71,31 @@ class TychoIndexCatalog:
     def cone(self, ra: float, dec: float, radius_deg: float, mag_range: tuple[float, float]) -> CatalogStars:
         with tempfile.TemporaryDirectory(prefix="query-starkd-") as scratch:
             out = Path(scratch) / "cone.fits"
-            command = ["query-starkd", "-r", f"{ra:.6f}", "-d", f"{dec:.6f}", "-R", f"{radius_deg:.6f}", "-T", "-o", str(out), str(self.index_path)]
+            command = [
+                "query-starkd",
+                "-r",
+                f"{ra:.6f}",
+                "-d",
+                f"{dec:.6f}",
+                "-R",
+                f"{radius_deg:.6f}",
+                "-T",
+                "-o",
+                str(out),
+                str(self.index_path),
+            ]
             done = subprocess.run(command, capture_output=True, timeout=60)
             if done.returncode != 0 or not out.exists():
-                raise RuntimeError(f"query-starkd failed ({done.returncode}): {done.stderr.decode(errors='replace')[-500:]}")
+                raise RuntimeError(
+                    f"query-starkd failed ({done.returncode}): {done.stderr.decode(errors='replace')[-500:]}"
+                )
             table = Table.read(out, format="fits")
         stars_ra, stars_dec, mag = (np.asarray(table[c], dtype=np.float64) for c in ("RA", "DEC", "MAG_VT"))
-        keep = (mag >= mag_range[0]) & (mag <= mag_range[1]) & (angular_distance(ra, dec, stars_ra, stars_dec) <= radius_deg)
+        keep = (
+            (mag >= mag_range[0])
+            & (mag <= mag_range[1])
+            & (angular_distance(ra, dec, stars_ra, stars_dec) <= radius_deg)
+        )
         order = np.lexsort((stars_dec[keep], stars_ra[keep]))  # deterministic whatever the kd-tree order
         stars_ra, stars_dec, mag = stars_ra[keep][order], stars_dec[keep][order], mag[keep][order]
         return CatalogStars(self.name, position_ids(stars_ra, stars_dec), stars_ra, stars_dec, mag)
@@ -103,13 +121,15 @@ class SqlCatalog:
                 rows = connection.execute(query.order_by(table.c.picid)).all()
         except sa.exc.OperationalError as exc:
             raise TransientError(f"catalog database unavailable: {exc.orig or exc}", exc) from exc
-        columns = {key: np.array([row._mapping[key] for row in rows]) for key in table.c.keys()}
+        columns = {key: np.array([row._mapping[key] for row in rows]) for key in table.c}
         stars_ra = columns["ra"].astype(np.float64)
         stars_dec = columns["dec"].astype(np.float64)
         keep = angular_distance(ra, dec, stars_ra, stars_dec) <= radius_deg
         extra = {key: columns[key][keep] for key in ("vmag", "tmag", "gaia_id", "twomass_id")}
         ids = np.array([str(p) for p in columns["picid"][keep]], dtype=object)
-        return CatalogStars(self.name, ids, stars_ra[keep], stars_dec[keep], columns["vmag"][keep].astype(np.float64), extra)
+        return CatalogStars(
+            self.name, ids, stars_ra[keep], stars_dec[keep], columns["vmag"][keep].astype(np.float64), extra
+        )
 
 
 def _ra_window(column: sa.ColumnElement, ra: float, dec: float, radius_deg: float) -> sa.ColumnElement:

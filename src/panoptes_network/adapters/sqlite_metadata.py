@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from panoptes_network.core.errors import TransientError
 from panoptes_network.adapters.metadata import AlsoMerge, GeoPoint, Increments, deep_merge
+from panoptes_network.core.errors import TransientError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -36,7 +36,7 @@ def _encode(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: metadata times must be timezone-aware")
-        return {TIME_TAG: value.astimezone(dt.timezone.utc).isoformat()}
+        return {TIME_TAG: value.astimezone(dt.UTC).isoformat()}
     raise TypeError(f"cannot store {type(value).__name__} in metadata")
 
 
@@ -81,9 +81,11 @@ class SqliteMetadata:
         db.execute("COMMIT")
 
     def get(self, collection: str, doc_id: str) -> dict[str, Any] | None:
-        row = self._connection().execute(
-            "SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)
-        ).fetchone()
+        row = (
+            self._connection()
+            .execute("SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id))
+            .fetchone()
+        )
         return json.loads(row[0], object_hook=_decode) if row else None
 
     def create(self, collection: str, doc_id: str, fields: Mapping[str, Any]) -> bool:
@@ -131,7 +133,9 @@ class SqliteMetadata:
 
     def claim_lease(self, collection: str, doc_id: str, holder: str, now: dt.datetime, expires: dt.datetime) -> bool:
         with self._transaction() as db:
-            row = db.execute("SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)).fetchone()
+            row = db.execute(
+                "SELECT data FROM documents WHERE collection = ? AND id = ?", (collection, doc_id)
+            ).fetchone()
             lease = json.loads(row[0], object_hook=_decode) if row else None
             if lease is not None and lease["holder"] != holder and lease["expires"] > now:
                 return False
@@ -163,7 +167,10 @@ class SqliteMetadata:
                     db,
                     target,
                     target_id,
-                    lambda current: {**current, **{k: current.get(k, 0) + v for k, v in amounts.items()}},
+                    lambda current, amounts=amounts: {
+                        **current,
+                        **{k: current.get(k, 0) + v for k, v in amounts.items()},
+                    },
                 )
             return True
 

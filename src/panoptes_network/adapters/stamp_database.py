@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from panoptes_network.core.errors import TransientError
 from panoptes_network.adapters.sql_tables import engine_for, ready_table
+from panoptes_network.core.errors import TransientError
 
 
 def pixels_to_bytes(pixels: np.ndarray) -> bytes:
@@ -49,4 +49,3 @@ def image_stamps(url: str, schema: str | None, image_id: str) -> list[dict[str, 
     with engine_for(url).connect() as connection:
         result = connection.execute(sa.select(table).where(table.c.image_id == image_id).order_by(table.c.source_id))
         return [dict(row._mapping) for row in result]
-

@@ -71,5 +71,7 @@ def require_live_generation(storage: Storage, ref: ObjectRef) -> ObjectInfo:
     if info is None:
         raise NotFound(f"{ref.identity} does not exist")
     if info.ref.generation != ref.generation:
-        raise PreconditionFailed(f"{ref.bucket}/{ref.name} is at generation {info.ref.generation}, not {ref.generation}")
+        raise PreconditionFailed(
+            f"{ref.bucket}/{ref.name} is at generation {info.ref.generation}, not {ref.generation}"
+        )
     return info

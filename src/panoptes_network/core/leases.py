@@ -32,14 +32,18 @@ logger = logging.getLogger(__name__)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def _renew(metadata: MetadataStore, key: str, holder: str, seconds: float, stop: threading.Event) -> None:
     while not stop.wait(seconds / 3):
         try:
             if not metadata.claim_lease(LEASES, key, holder, _now(), _now() + dt.timedelta(seconds=seconds)):
-                log(logger, "WARNING", f"lease {key} was taken over: another attempt may run alongside (outputs are idempotent)")
+                log(
+                    logger,
+                    "WARNING",
+                    f"lease {key} was taken over: another attempt may run alongside (outputs are idempotent)",
+                )
                 return
         except TransientError as exc:
             log(logger, "WARNING", f"could not renew lease {key}: {exc.message}")

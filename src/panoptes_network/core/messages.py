@@ -178,7 +178,7 @@ def storage_notification(ref: ObjectRef, size: int, content_type: str | None = N
         "objectId": ref.name,
         "objectGeneration": str(ref.generation),
         "payloadFormat": "JSON_API_V1",
-        "notificationConfig": "projects/_/buckets/{}/notificationConfigs/local".format(ref.bucket),
+        "notificationConfig": f"projects/_/buckets/{ref.bucket}/notificationConfigs/local",
     }
     return json.dumps(resource).encode(), attributes
 

@@ -64,7 +64,7 @@ def parse_time(text: str, what: str) -> dt.datetime:
     if not TIME_RE.fullmatch(text):
         raise BadInput(f"{what} {text!r} is not YYYYMMDDTHHMMSS; expected {EXPECTED_FORM}")
     try:
-        return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+        return dt.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=dt.UTC)
     except ValueError as exc:
         raise BadInput(f"{what} {text!r} is not a valid date and time", exc) from exc
 

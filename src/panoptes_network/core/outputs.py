@@ -12,8 +12,8 @@ import dataclasses
 
 from panoptes_network.adapters.storage import Storage
 from panoptes_network.core.errors import AlreadyExists, TransientError
-from panoptes_network.science.fits_codec import same_content
 from panoptes_network.core.messages import ObjectRef
+from panoptes_network.science.fits_codec import same_content
 
 WRITTEN, IDENTICAL, KEPT, REPLACED = "written", "identical", "kept", "replaced"
 

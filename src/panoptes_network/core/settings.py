@@ -42,9 +42,7 @@ class Settings:
         """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
         ``DATABASE_URL``, ``PANOPTES_REFERENCE_CATALOG`` and ``PANOPTES_LEASE_SECONDS``."""
         topology = topology or load_topology()
-        buckets = {
-            key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()
-        }
+        buckets = {key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()}
         return cls(
             project=env.get("GOOGLE_CLOUD_PROJECT", DEFAULT_PROJECT),
             buckets=buckets,

@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Union
+from typing import Any
 
 from panoptes_network import __version__
 from panoptes_network.adapters.metadata import AlsoMerge
@@ -22,7 +22,14 @@ from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput, Ignored, MalformedRequest, NotFound, PipelineError, TransientError
 from panoptes_network.core.leases import lease
 from panoptes_network.core.logs import add_context, log, logging_context
-from panoptes_network.core.messages import ObjectEvent, ObjectRef, PushMessage, StepMessage, parse_step_message, parse_storage_notification
+from panoptes_network.core.messages import (
+    ObjectEvent,
+    ObjectRef,
+    PushMessage,
+    StepMessage,
+    parse_step_message,
+    parse_storage_notification,
+)
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ImageStatus, ObjectStatus, StepState, moves_forward
@@ -30,7 +37,7 @@ from panoptes_network.core.topology import Service
 
 logger = logging.getLogger(__name__)
 
-StepInput = Union[ObjectEvent, StepMessage]
+StepInput = ObjectEvent | StepMessage
 
 PARSERS: dict[str, Callable[[PushMessage], StepInput]] = {
     "storage-notification": parse_storage_notification,
@@ -90,7 +97,7 @@ class Handled:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def previous_run(context: Context, step: str, image_id: str) -> dict[str, Any]:
@@ -195,7 +202,11 @@ def _record_failure(
 
     def unless_done(image: dict[str, Any]) -> dict[str, Any] | None:
         """An overlapping attempt that finished this input stands: a loser's failure is not recorded."""
-        return None if finished(((image.get("steps") or {}).get(step)) or {}, step_input) else {"status": image_status.value}
+        return (
+            None
+            if finished(((image.get("steps") or {}).get(step)) or {}, step_input)
+            else {"status": image_status.value}
+        )
 
     _record_step(context, step, step_input, image_id, message_id, record, unless_done)
 
@@ -222,7 +233,11 @@ def _execute(service: Service, step: Step, context: Context, message: PushMessag
                 return Outcome.TRANSIENT, {**subject, "reason": f"another attempt holds the lease on {key}"}
             return _handle(service, step, context, message, step_input, subject)
     except TransientError as exc:  # the store was unreachable for the lease or for recording a failure
-        return Outcome.TRANSIENT, {**subject, "reason": f"could not record: {exc.message}", "error_class": exc.error_class}
+        return Outcome.TRANSIENT, {
+            **subject,
+            "reason": f"could not record: {exc.message}",
+            "error_class": exc.error_class,
+        }
 
 
 def _handle(
@@ -262,10 +277,16 @@ def run_step(service: Service, step: Step, context: Context, message: PushMessag
         try:
             outcome, fields = _execute(service, step, context, message)
         except TransientError as exc:  # the backend failed while recording the outcome
-            outcome, fields = Outcome.TRANSIENT, {"reason": f"could not record: {exc.message}", "error_class": exc.error_class}
+            outcome, fields = (
+                Outcome.TRANSIENT,
+                {"reason": f"could not record: {exc.message}", "error_class": exc.error_class},
+            )
         except Exception as exc:
             logger.exception("recording the outcome of step %s failed", service.name)
-            outcome, fields = Outcome.ERROR, {"reason": f"{type(exc).__name__}: {exc}", "error_class": type(exc).__name__}
+            outcome, fields = (
+                Outcome.ERROR,
+                {"reason": f"{type(exc).__name__}: {exc}", "error_class": type(exc).__name__},
+            )
         return Handled(
             step=service.name,
             outcome=outcome,

@@ -91,7 +91,9 @@ def parse_topology(text: str) -> Topology:
     )
     problems = [f"notification of unknown bucket {n.bucket!r}" for n in notifications if n.bucket not in buckets]
     for service in services:
-        problems += [f"{service.name}: unknown topic {t!r}" for t in (service.topic, *service.publishes) if t not in topics]
+        problems += [
+            f"{service.name}: unknown topic {t!r}" for t in (service.topic, *service.publishes) if t not in topics
+        ]
         if service.message not in MESSAGE_KINDS:
             problems.append(f"{service.name}: message kind {service.message!r} not in {MESSAGE_KINDS}")
     problems += [f"notification to unknown topic {n.topic!r}" for n in notifications if n.topic not in topics]

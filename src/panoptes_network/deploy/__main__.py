@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from panoptes_network.core.topology import parse_topology
-from panoptes_network.deploy.build_files import ALL_BUILD_CONFIG, DEFAULT_REGION, SERVICE_BUILD_CONFIG, dockerfile, generated_files
+from panoptes_network.deploy.build_files import (
+    ALL_BUILD_CONFIG,
+    DEFAULT_REGION,
+    SERVICE_BUILD_CONFIG,
+    dockerfile,
+    generated_files,
+)
 from panoptes_network.deploy.cloud_names import CloudNames, suffixed_buckets
 from panoptes_network.deploy.gcloud_runner import Change, Gcloud, GcloudError
 from panoptes_network.deploy.infra import plan_infra
@@ -43,13 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("target", metavar="TARGET", help="infra, all, a service name, files, dockerfile, sql-schema")
     parser.add_argument("service", nargs="?", help="the service (for dockerfile)")
-    parser.add_argument("--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"), help="default: $GOOGLE_CLOUD_PROJECT")
+    parser.add_argument(
+        "--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"), help="default: $GOOGLE_CLOUD_PROJECT"
+    )
     parser.add_argument("--region", default=DEFAULT_REGION, help=f"default: {DEFAULT_REGION}")
     parser.add_argument("--tag", help="image tag (default: the git commit, with -dirty for uncommitted changes)")
     parser.add_argument("--bucket-suffix", default="", help="appended to every bucket name (names are global)")
     parser.add_argument("--dry-run", action="store_true", help="print the changes, make none")
     parser.add_argument("--check", action="store_true", help="files: fail when a generated file is out of date")
-    parser.add_argument("--project-number", help="skip reading it from gcloud (Cloud Run URLs and service agents use it)")
+    parser.add_argument(
+        "--project-number", help="skip reading it from gcloud (Cloud Run URLs and service agents use it)"
+    )
     parser.add_argument(
         "--assume-empty", action="store_true", help="with --dry-run: make no reads, plan as for an empty project"
     )
@@ -107,11 +117,18 @@ def deploy_changes(target: str, args: argparse.Namespace, names: CloudNames) -> 
     tag = args.tag or git_tag()
     if target == "all":
         substitutions = {"_REGION": names.region, "_TAG": tag, "_BUCKET_SUFFIX": args.bucket_suffix}
-        return [Change("build, push and deploy every service", tuple(build_submit_args(ALL_BUILD_CONFIG, names, substitutions)))]
+        return [
+            Change(
+                "build, push and deploy every service", tuple(build_submit_args(ALL_BUILD_CONFIG, names, substitutions))
+            )
+        ]
     deployment = service_deployment(target)
     substitutions = {"_SERVICE": target, "_REGION": names.region, "_TAG": tag}
     return [
-        Change(f"build and push {names.image(target, tag)}", tuple(build_submit_args(SERVICE_BUILD_CONFIG, names, substitutions))),
+        Change(
+            f"build and push {names.image(target, tag)}",
+            tuple(build_submit_args(SERVICE_BUILD_CONFIG, names, substitutions)),
+        ),
         Change(f"deploy {target}", tuple(run_deploy_args(deployment, names, tag))),
         Change(f"let {names.invoker} push to {target}", tuple(invoker_binding_args(deployment, names))),
     ]

@@ -19,7 +19,15 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 
 from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic
-from panoptes_network.deploy.cloud_names import DATABASE_URL_SECRET, MAX_RETRY_DELAY, MIN_RETRY_DELAY, SQL_DATABASE, SQL_INSTANCE, CloudNames, REPOSITORY
+from panoptes_network.deploy.cloud_names import (
+    DATABASE_URL_SECRET,
+    MAX_RETRY_DELAY,
+    MIN_RETRY_DELAY,
+    REPOSITORY,
+    SQL_DATABASE,
+    SQL_INSTANCE,
+    CloudNames,
+)
 from panoptes_network.deploy.gcloud_runner import Change, Gcloud
 from panoptes_network.deploy.service_config import ServiceDeployment
 from panoptes_network.deploy.sql_schema_import import instance_read
@@ -88,7 +96,15 @@ def infra_resources(
     yield Resource(
         f"image repository {names.registry}",
         ("artifacts", "repositories", "describe", REPOSITORY, p, f"--location={names.region}", "--format=value(name)"),
-        ("artifacts", "repositories", "create", REPOSITORY, p, f"--location={names.region}", "--repository-format=docker"),
+        (
+            "artifacts",
+            "repositories",
+            "create",
+            REPOSITORY,
+            p,
+            f"--location={names.region}",
+            "--repository-format=docker",
+        ),
     )
     yield Resource(
         "Firestore database (default), native mode",
@@ -189,9 +205,7 @@ def project_binding(names: CloudNames, member: str, role: str) -> Resource:
     return binding(("projects",), names.project, member, role, create=("--condition=None",))
 
 
-def iam_bindings(
-    topology: Topology, deployments: Sequence[ServiceDeployment], names: CloudNames
-) -> Iterator[Resource]:
+def iam_bindings(topology: Topology, deployments: Sequence[ServiceDeployment], names: CloudNames) -> Iterator[Resource]:
     """Least privilege: each identity gets the roles its job needs, on the narrowest resource."""
     p = (f"--project={names.project}",)
     runner, builder = f"serviceAccount:{names.runner}", f"serviceAccount:{names.builder}"

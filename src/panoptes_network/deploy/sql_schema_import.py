@@ -73,8 +73,12 @@ def plan_schema_import(names: CloudNames, schema_text: str, gcloud: Gcloud) -> l
         Change(
             f"let {SQL_INSTANCE} read it (adding a binding it has changes nothing)",
             (
-                "storage", "buckets", "add-iam-policy-binding", f"gs://{names.sql_import_bucket}",
-                f"--member=serviceAccount:{account}", "--role=roles/storage.objectViewer",
+                "storage",
+                "buckets",
+                "add-iam-policy-binding",
+                f"gs://{names.sql_import_bucket}",
+                f"--member=serviceAccount:{account}",
+                "--role=roles/storage.objectViewer",
             ),
         ),  # fmt: skip
         Change(

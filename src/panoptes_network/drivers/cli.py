@@ -19,12 +19,19 @@ from panoptes_network.adapters.metadata import GeoPoint
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
 from panoptes_network.core.context import Context, local_context
 from panoptes_network.core.errors import PipelineError
-from panoptes_network.drivers.embedded import FAILED_OUTCOMES, EmbeddedRunner, FileReport, process, record_failed, record_of
 from panoptes_network.core.logs import configure_logging
-from panoptes_network.operations.reprocessing import parse_since
 from panoptes_network.core.settings import DEFAULT_DATA_DIR, Settings
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.topology import load_topology
+from panoptes_network.drivers.embedded import (
+    FAILED_OUTCOMES,
+    EmbeddedRunner,
+    FileReport,
+    process,
+    record_failed,
+    record_of,
+)
+from panoptes_network.operations.reprocessing import parse_since
 
 DESCRIPTION = """\
 Process PANOPTES images on this machine, through the same steps the cloud services run.
@@ -73,7 +80,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "pipeline.log"
-    configure_logging(open(log_path, "a", buffering=1))
+    configure_logging(open(log_path, "a", buffering=1))  # noqa: SIM115 (open for the life of the process)
     settings = Settings.from_env({**os.environ, "PANOPTES_DATA_DIR": str(data_dir)})
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -178,8 +185,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_dlq(args: argparse.Namespace) -> int:
     from panoptes_network.adapters.firestore_metadata import FirestoreMetadata
-    from panoptes_network.operations.dead_letters import DeadLetterQueue, last_error
     from panoptes_network.core.topology import load_topology
+    from panoptes_network.operations.dead_letters import DeadLetterQueue, last_error
 
     settings = Settings.from_env()
     queue = DeadLetterQueue(settings.project, load_topology())
@@ -251,7 +258,11 @@ def cmd_gaps(args: argparse.Namespace) -> int:
         for gap in gaps:
             print(json.dumps(dataclasses.asdict(gap)))
     else:
-        _print_table([(g.identity, g.image_id or "-", g.status or "-", g.why) for g in gaps], ("OBJECT", "IMAGE", "STATUS", "WHY"), sys.stdout)
+        _print_table(
+            [(g.identity, g.image_id or "-", g.status or "-", g.why) for g in gaps],
+            ("OBJECT", "IMAGE", "STATUS", "WHY"),
+            sys.stdout,
+        )
         print(f"{len(gaps)} unfinished", file=sys.stderr)
     return 1 if gaps else 0
 
@@ -264,7 +275,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         return 2
     context, runner = opened
     if runner is not None:
-        configure_logging(open(args.data_dir / "pipeline.log", "a", buffering=1))
+        configure_logging(open(args.data_dir / "pipeline.log", "a", buffering=1))  # noqa: SIM115 (open for the life of the process)
     selection = Selection(tuple(args.status or ()), args.unit, args.since, args.step)
     token, pace = new_token(), Pace(args.rate if runner is None else None)
     images = list(select_images(context, selection))
@@ -288,7 +299,10 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             rows.append(row)
             if args.json:
                 tqdm.write(json.dumps(row), file=sys.stdout)
-    counts = {result: sum(r["result"] == result for r in rows) for result in ("published", "done", "failed", "skipped", "planned")}
+    counts = {
+        result: sum(r["result"] == result for r in rows)
+        for result in ("published", "done", "failed", "skipped", "planned")
+    }
     if rows and not args.json and not args.quiet:
         _print_table(
             [(r["image_id"], r["step"] or "-", r["status"] or "-", r["result"], r["note"] or "") for r in rows],
@@ -334,7 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="FITS or camera raw files, or folders")
     run.add_argument(
-        "--jobs", "-j", type=int, default=os.cpu_count() or 1, help="images processed in parallel (default: %(default)s)"
+        "--jobs",
+        "-j",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="images processed in parallel (default: %(default)s)",
     )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
     run.set_defaults(func=cmd_process)
@@ -404,9 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--status", action="append", choices=[s.value for s in ImageStatus], help="images with this status (repeatable)"
     )
     reprocess.add_argument("--unit", help="images of this unit (e.g. PAN001)")
-    reprocess.add_argument("--since", type=parse_since, metavar="DATE", help="images taken at or after DATE (ISO 8601, UTC)")
+    reprocess.add_argument(
+        "--since", type=parse_since, metavar="DATE", help="images taken at or after DATE (ISO 8601, UTC)"
+    )
     reprocess.add_argument("--step", choices=[s.name for s in load_topology().services], help="the step to re-run")
-    reprocess.add_argument("--rate", type=float, default=10.0, help="messages a second with --cloud (default: %(default)s)")
+    reprocess.add_argument(
+        "--rate", type=float, default=10.0, help="messages a second with --cloud (default: %(default)s)"
+    )
     reprocess.add_argument("--dry-run", action="store_true", help="show what would be published; publish nothing")
     reprocess.add_argument("--cloud", action="store_true", help="Pub/Sub and Firestore of GOOGLE_CLOUD_PROJECT")
     reprocess.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no table")
@@ -448,8 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_catalog_load(args: argparse.Namespace) -> int:
-    from panoptes_network.steps.plate_solve import PlateSolveSettings
     from panoptes_network.adapters.reference_catalog import load_catalog_file
+    from panoptes_network.steps.plate_solve import PlateSolveSettings
 
     url = PlateSolveSettings(database_url=args.database_url).database(args.data_dir)
     args.data_dir.mkdir(parents=True, exist_ok=True)

@@ -20,12 +20,12 @@ from typing import Any
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
 from panoptes_network.core.context import Context, local_context, notify_finalize
 from panoptes_network.core.errors import BadInput
-from panoptes_network.drivers.ingest import canonical_name, ingest
 from panoptes_network.core.logs import configure_logging, log
 from panoptes_network.core.messages import ObjectRef, PushMessage
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.step_shell import Handled, run_step
+from panoptes_network.drivers.ingest import canonical_name, ingest
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,12 @@ class EmbeddedRunner:
                 step = service.step_module().STEP
                 for attempt in range(TRANSIENT_RETRIES + 1):
                     handled = run_step(service, step, self.context, message)
-                    log(logger, handled.outcome.severity, f"{service.name}: {handled.outcome.value}", **handled.log_fields())
+                    log(
+                        logger,
+                        handled.outcome.severity,
+                        f"{service.name}: {handled.outcome.value}",
+                        **handled.log_fields(),
+                    )
                     if handled.outcome is not Outcome.TRANSIENT or attempt == TRANSIENT_RETRIES:
                         break
                     time.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)
@@ -100,7 +105,7 @@ _worker: EmbeddedRunner | None = None
 
 def _start_worker(data_dir: Path, settings: Settings, log_path: Path) -> None:
     global _worker
-    configure_logging(open(log_path, "a", buffering=1))
+    configure_logging(open(log_path, "a", buffering=1))  # noqa: SIM115 (open for the life of the process)
     _worker = EmbeddedRunner(data_dir, settings)
 
 

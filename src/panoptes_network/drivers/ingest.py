@@ -14,7 +14,15 @@ from astropy.io import fits
 from panoptes_network.adapters.storage import Storage
 from panoptes_network.core.errors import AlreadyExists, BadInput
 from panoptes_network.core.messages import ObjectRef
-from panoptes_network.core.names import EXPECTED_FORM, FileKind, RawName, file_kind, parse_raw_name, raw_name_from_header, split_extension
+from panoptes_network.core.names import (
+    EXPECTED_FORM,
+    FileKind,
+    RawName,
+    file_kind,
+    parse_raw_name,
+    raw_name_from_header,
+    split_extension,
+)
 
 
 def name_from_path(path: Path) -> RawName | None:

@@ -19,10 +19,10 @@ from panoptes_network.core.errors import MalformedRequest
 from panoptes_network.core.logs import configure_logging, log
 from panoptes_network.core.messages import parse_push_envelope
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.drivers.push_auth import PushAuthFailure, push_verifier
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.step_shell import Handled, Step, run_step
 from panoptes_network.core.topology import load_topology
+from panoptes_network.drivers.push_auth import PushAuthFailure, push_verifier
 
 logger = logging.getLogger("panoptes_network.request")
 

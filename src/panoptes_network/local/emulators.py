@@ -9,6 +9,7 @@ the server answers, and otherwise fails with the tail of its log, which says why
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -80,20 +81,16 @@ class Server:
         if self not in _running:  # stopped already: its group id may belong to someone else now
             return
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 self.process.wait(timeout)
                 break
             except subprocess.TimeoutExpired:
                 continue
         # The leader is gone; anything it forked still in the group goes too.
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         _running.discard(self)
 
     def restart(self) -> None:

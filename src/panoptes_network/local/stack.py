@@ -19,9 +19,9 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from panoptes_network.local import emulators
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic, load_topology
+from panoptes_network.local import emulators
 
 GUNICORN_THREADS = 4
 RETRY_MIN_BACKOFF_SECONDS = 2
@@ -109,7 +109,9 @@ def create_buckets(gcs_url: str, project: str, settings: Settings) -> None:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage
 
-    client = storage.Client(project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_url})
+    client = storage.Client(
+        project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_url}
+    )
     for name in settings.buckets.values():
         client.create_bucket(name)
 
@@ -234,7 +236,10 @@ def run_stack_forever(project: str, log_dir: Path) -> int:
         dead = [s for s in stack.servers() if s.process.poll() is not None]
         if dead:
             for server in dead:
-                print(f"{server.name} exited ({server.process.returncode}); log {server.log_path}:\n{server.log_tail()}", file=sys.stderr)
+                print(
+                    f"{server.name} exited ({server.process.returncode}); log {server.log_path}:\n{server.log_tail()}",
+                    file=sys.stderr,
+                )
             status = 1
             break
     print("Stopping ...", file=sys.stderr)

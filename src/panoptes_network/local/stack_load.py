@@ -24,13 +24,13 @@ from typing import Any
 
 from astropy.io import fits
 
-from panoptes_network.science.fits_codec import compressed_file, to_bytes
 from panoptes_network.core.names import parse_raw_name
+from panoptes_network.science.fits_codec import compressed_file, to_bytes
 from panoptes_network.synthetic.frames import FrameSpec, make_frame
 
 CHAIN = ("image-received", "record-image", "subtract-background", "plate-solver")
 FINAL_STEP = CHAIN[-1]
-FIRST_SEQUENCE = dt.datetime(2026, 11, 24, 4, 0, 0, tzinfo=dt.timezone.utc)
+FIRST_SEQUENCE = dt.datetime(2026, 11, 24, 4, 0, 0, tzinfo=dt.UTC)
 POLL_SECONDS = 1.0
 UPLOAD_THREADS = 10  # the storage client's connection pool holds 10
 

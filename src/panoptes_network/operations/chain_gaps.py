@@ -15,8 +15,8 @@ from panoptes_network.adapters.metadata import MetadataStore
 from panoptes_network.adapters.storage import Storage
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.names import FileKind, parse_raw_name
-from panoptes_network.operations.reprocessing import latest_step
 from panoptes_network.core.status import ImageStatus, StepState
+from panoptes_network.operations.reprocessing import latest_step
 
 FINISHED = {ImageStatus.SOLVED.value, ImageStatus.UNSOLVED.value, ImageStatus.REJECTED.value}
 
@@ -51,7 +51,10 @@ def gap_of(kind: FileKind, identity: str, image_id: str | None, image: dict | No
         return f"still uncompressed; {_last_step(image)}"
     if kind is FileKind.RAW:
         convert = steps.get("make-rgb-fits") or {}
-        if convert.get("input") == identity and convert.get("state") in (StepState.DONE.value, StepState.REJECTED.value):
+        if convert.get("input") == identity and convert.get("state") in (
+            StepState.DONE.value,
+            StepState.REJECTED.value,
+        ):
             return None
         return f"not converted; {_last_step(image)}"
     if image.get("status") in FINISHED:

@@ -96,7 +96,11 @@ class DeadLetterQueue:
         if letters:
             path = self.subscriber.subscription_path(self.project, dead_letter_topic(service.subscription))
             self.subscriber.modify_ack_deadline(
-                request={"subscription": path, "ack_ids": [l.ack_id for l in letters], "ack_deadline_seconds": 0}
+                request={
+                    "subscription": path,
+                    "ack_ids": [letter.ack_id for letter in letters],
+                    "ack_deadline_seconds": 0,
+                }
             )
 
     def list(self, step: str | None = None) -> list[DeadLetter]:
@@ -117,13 +121,15 @@ class DeadLetterQueue:
         replayed: list[DeadLetter] = []
         for service in self._services(step):
             letters = list(self._pull(service))
-            chosen = [l for l in letters if message_ids is None or l.message_id in message_ids]
-            self._release(service, [l for l in letters if l not in chosen])
+            chosen = [letter for letter in letters if message_ids is None or letter.message_id in message_ids]
+            self._release(service, [letter for letter in letters if letter not in chosen])
             topic = self.publisher.topic_path(self.project, service.topic)
             for letter in chosen:
                 self.publisher.publish(topic, letter.data, **letter.original_attributes).result(timeout=30)
             if chosen:
                 path = self.subscriber.subscription_path(self.project, dead_letter_topic(service.subscription))
-                self.subscriber.acknowledge(request={"subscription": path, "ack_ids": [l.ack_id for l in chosen]})
+                self.subscriber.acknowledge(
+                    request={"subscription": path, "ack_ids": [letter.ack_id for letter in chosen]}
+                )
             replayed += chosen
         return replayed

@@ -50,7 +50,7 @@ class Rerun:
 
 def new_token(clock: dt.datetime | None = None) -> str:
     """A rerun token that says when it was made and is unique to this invocation."""
-    stamp = (clock or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = (clock or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
     return f"reprocess-{stamp}-{uuid.uuid4().hex[:6]}"
 
 
@@ -71,7 +71,7 @@ def latest_step(image: dict[str, Any]) -> str | None:
     steps = image.get("steps") or {}
     if not steps:
         return None
-    return max(steps, key=lambda name: (steps[name].get("finished") or dt.datetime.min.replace(tzinfo=dt.timezone.utc)))
+    return max(steps, key=lambda name: steps[name].get("finished") or dt.datetime.min.replace(tzinfo=dt.UTC))
 
 
 def plan_rerun(context: Context, image_id: str, image: dict[str, Any], step: str | None, token: str) -> Rerun:
@@ -123,4 +123,4 @@ def parse_since(text: str) -> dt.datetime:
         value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"not an ISO 8601 date or time: {text!r}") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -65,7 +65,9 @@ def field_geometry(wcs: WCS, shape: tuple[int, int]) -> FieldGeometry:
     cd = wcs.pixel_scale_matrix
     scale = float(np.sqrt(abs(np.linalg.det(cd))) * 3600.0)
     rotation = float(np.degrees(np.arctan2(-cd[0, 1], cd[1, 1])) % 360.0)
-    mid = wcs.all_pix2world([[0, (rows - 1) / 2], [cols - 1, (rows - 1) / 2], [(cols - 1) / 2, 0], [(cols - 1) / 2, rows - 1]], 0)
+    mid = wcs.all_pix2world(
+        [[0, (rows - 1) / 2], [cols - 1, (rows - 1) / 2], [(cols - 1) / 2, 0], [(cols - 1) / 2, rows - 1]], 0
+    )
     width = float(angular_distance(mid[0, 0], mid[0, 1], mid[1:2, 0], mid[1:2, 1])[0])
     height = float(angular_distance(mid[2, 0], mid[2, 1], mid[3:4, 0], mid[3:4, 1])[0])
     return FieldGeometry(float(centre[0]), float(centre[1]), radius, scale, rotation, width, height)
@@ -109,4 +111,6 @@ def match_sources(
 
 def _no_matches() -> Matches:
     empty_float, empty_int = np.zeros(0), np.zeros(0, dtype=np.int64)
-    return Matches(empty_int, empty_int, empty_float, np.zeros(0, bool), empty_float, empty_float, empty_float, empty_float)
+    return Matches(
+        empty_int, empty_int, empty_float, np.zeros(0, bool), empty_float, empty_float, empty_float, empty_float
+    )

@@ -116,7 +116,10 @@ def _ratio(value: Any) -> float | None:
 
 def circle_of_confusion(tags: Mapping[str, Any]) -> str | None:
     """exiftool's CircleOfConfusion: the 35 mm diagonal / crop factor / 1440, from the focal plane."""
-    x_res, y_res = _ratio(_first(tags, "EXIF FocalPlaneXResolution")), _ratio(_first(tags, "EXIF FocalPlaneYResolution"))
+    x_res, y_res = (
+        _ratio(_first(tags, "EXIF FocalPlaneXResolution")),
+        _ratio(_first(tags, "EXIF FocalPlaneYResolution")),
+    )
     width, height = _first(tags, "EXIF ExifImageWidth"), _first(tags, "EXIF ExifImageLength")
     unit = {2: 25.4, 3: 10.0, 4: 1.0}.get(_first(tags, "EXIF FocalPlaneResolutionUnit") or 2)
     if not (x_res and y_res and width and height and unit):

@@ -28,7 +28,9 @@ def open_fits(data: bytes, what: str) -> fits.HDUList:
                 _ = hdu.data  # force reading: a truncated file fails here, not later
         except (OSError, ValueError, TypeError, IndexError) as exc:
             notes = "; ".join(" ".join(str(w.message).split()) for w in caught)
-            raise BadInput(f"{what} is not a readable FITS file: {exc}" + (f" ({notes})" if notes else ""), exc) from exc
+            raise BadInput(
+                f"{what} is not a readable FITS file: {exc}" + (f" ({notes})" if notes else ""), exc
+            ) from exc
     return hdus
 
 
@@ -89,7 +91,9 @@ def same_content(a: bytes, b: bytes) -> bool:
         return [(card.keyword, card.value) for card in hdu.header.cards if card.keyword not in CHECKSUM_CARDS]
 
     return len(first) == len(second) and all(
-        cards(x) == cards(y) and (x.data is None) == (y.data is None) and (x.data is None or np.array_equal(x.data, y.data))
+        cards(x) == cards(y)
+        and (x.data is None) == (y.data is None)
+        and (x.data is None or np.array_equal(x.data, y.data))
         for x, y in zip(first, second)
     )
 

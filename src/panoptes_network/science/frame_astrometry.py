@@ -13,10 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from panoptes_network.science.solve_field import Solution, SolveSettings, solve
+from panoptes_network.adapters.reference_catalog import CatalogStars, ReferenceCatalog
 from panoptes_network.science.catalog_match import FieldGeometry, Matches, MatchSettings, field_geometry, match_sources
 from panoptes_network.science.postage_stamps import cut_stamps, stamp_origins
-from panoptes_network.adapters.reference_catalog import CatalogStars, ReferenceCatalog
+from panoptes_network.science.solve_field import Solution, SolveSettings, solve
 from panoptes_network.science.source_detection import DetectionSettings, Sources, detect_sources
 
 

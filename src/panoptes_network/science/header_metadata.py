@@ -52,7 +52,7 @@ def time(header: fits.Header, key: str) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def measured_rggb(header: fits.Header) -> dict[str, float] | None:
@@ -133,7 +133,7 @@ def observation_fields(header: fits.Header, name: RawName) -> dict[str, Any]:
             "sequence_id": name.sequence_id,
             "unit_id": name.unit_id,
             "camera_id": name.camera_id,
-            "time": dt.datetime.strptime(name.sequence_time, "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc),
+            "time": dt.datetime.strptime(name.sequence_time, "%Y%m%dT%H%M%S").replace(tzinfo=dt.UTC),
             "exptime": number(header, "EXPTIME"),
             "field_name": text(header, "FIELD"),
             "software_version": text(header, "CREATOR"),

@@ -90,8 +90,10 @@ def differences(original: fits.HDUList, candidate: fits.HDUList) -> list[str]:
             _is_image(hdu) and not _same_values(np.asarray(hdu.data), np.asarray(other.data))
         ):
             found.append(f"HDU {index}: data differs")
-        elif not _is_image(hdu) and hdu.data is not None and not (
-            hdu.data.tobytes() == (other.data.tobytes() if other.data is not None else b"")
+        elif (
+            not _is_image(hdu)
+            and hdu.data is not None
+            and hdu.data.tobytes() != (other.data.tobytes() if other.data is not None else b"")
         ):
             found.append(f"HDU {index}: table differs")
         if _cards(hdu.header) != _cards(other.header):

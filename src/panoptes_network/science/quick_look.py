@@ -32,7 +32,9 @@ class QuickLookSettings:
 def binned(frame: np.ndarray, factor: int) -> np.ndarray:
     """Mean over ``factor`` x ``factor`` blocks (edges that do not fill a block are dropped)."""
     rows, cols = frame.shape[0] // factor * factor, frame.shape[1] // factor * factor
-    return frame[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3), dtype=np.float32)
+    return (
+        frame[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3), dtype=np.float32)
+    )
 
 
 def asinh_stretch(image: np.ndarray) -> np.ndarray:
@@ -62,12 +64,19 @@ def grid_lines(wcs: WCS, geometry: FieldGeometry, shape: tuple[int, int], lines:
     decs = np.arange(math.floor(dec_low / step) * step, dec_high + step, step)
     samples = np.linspace(0, 1, 200)
     polylines = [np.column_stack((np.full_like(samples, ra), dec_low + samples * (dec_high - dec_low))) for ra in ras]
-    polylines += [np.column_stack((geometry.ra - ra_reach + samples * 2 * ra_reach, np.full_like(samples, dec))) for dec in decs]
+    polylines += [
+        np.column_stack((geometry.ra - ra_reach + samples * 2 * ra_reach, np.full_like(samples, dec))) for dec in decs
+    ]
     rows, cols = shape
     result = []
     for world in polylines:
         pixels = wcs.all_world2pix(world, 0)
-        inside = (pixels[:, 0] > -cols * 0.1) & (pixels[:, 0] < cols * 1.1) & (pixels[:, 1] > -rows * 0.1) & (pixels[:, 1] < rows * 1.1)
+        inside = (
+            (pixels[:, 0] > -cols * 0.1)
+            & (pixels[:, 0] < cols * 1.1)
+            & (pixels[:, 1] > -rows * 0.1)
+            & (pixels[:, 1] < rows * 1.1)
+        )
         if inside.sum() >= 2:
             result.append(pixels[inside])
     return result

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
+from panoptes_network.core.errors import BadInput
+from panoptes_network.core.names import RawName
 from panoptes_network.science import fits_codec
 from panoptes_network.science.bayer_interpolation import COLORS, Method, half_size, interpolate
-from panoptes_network.core.errors import BadInput
 from panoptes_network.science.exif_header import camera_cards
 from panoptes_network.science.header_metadata import camera_fields as header_camera_fields
-from panoptes_network.core.names import RawName
 from panoptes_network.science.preview_jpeg import preview
 from panoptes_network.science.raw_decoding import DecodedRaw, decode
 

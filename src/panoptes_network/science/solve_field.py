@@ -97,7 +97,11 @@ class Solution:
             "tier": self.tier,
             "reason": self.reason or None,
             "cpu_seconds": round(self.cpu_seconds, 3),
-            "attempts": [dataclasses.asdict(a) | {"cpu_seconds": round(a.cpu_seconds, 3), "wall_seconds": round(a.wall_seconds, 3)} for a in self.attempts],
+            "attempts": [
+                dataclasses.asdict(a)
+                | {"cpu_seconds": round(a.cpu_seconds, 3), "wall_seconds": round(a.wall_seconds, 3)}
+                for a in self.attempts
+            ],
             "sources_used": self.sources_used,
             "matched": self.matched,
             "residual_px": None if self.residual_px is None else round(self.residual_px, 4),
@@ -112,9 +116,8 @@ def spread_selection(sources: Sources, shape: tuple[int, int], settings: SolveSe
     """
     usable = np.flatnonzero(away_from_edges(sources, shape, settings.edge_margin) & ((sources.flags & ~1) == 0))
     rows, cols = settings.grid
-    cell = (
-        np.minimum((sources.y[usable] / shape[0] * rows).astype(int), rows - 1) * cols
-        + np.minimum((sources.x[usable] / shape[1] * cols).astype(int), cols - 1)
+    cell = np.minimum((sources.y[usable] / shape[0] * rows).astype(int), rows - 1) * cols + np.minimum(
+        (sources.x[usable] / shape[1] * cols).astype(int), cols - 1
     )
     order = np.lexsort((-sources.flux[usable], cell))  # by cell, brightest first within a cell
     ranked, cells = usable[order], cell[order]
@@ -217,7 +220,15 @@ def solve(
             status, cpu = run_measured(command, work, settings.wall_factor * tier.cpu_limit_s + 10)
             solved = status == 0 and (work / "stars.solved").exists() and (work / "stars.wcs").exists()
             attempts.append(Attempt(tier.name, solved, cpu, time.monotonic() - started))
-            log(logger, "INFO", "solve-field attempt", tier=tier.name, solved=solved, cpu_seconds=round(cpu, 3), exit_status=status)
+            log(
+                logger,
+                "INFO",
+                "solve-field attempt",
+                tier=tier.name,
+                solved=solved,
+                cpu_seconds=round(cpu, 3),
+                exit_status=status,
+            )
             if solved:
                 matched, residual = _matches(work / "stars.corr")
                 return Solution(_wcs(work / "stars.wcs"), tier.name, tuple(attempts), len(index), matched, residual)

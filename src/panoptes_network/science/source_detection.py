@@ -99,7 +99,9 @@ def detect_sources(
 
 
 def _empty() -> Sources:
-    return Sources(**{name: np.zeros(0, np.int32 if name in ("flags", "npix") else np.float64) for name in SOURCE_COLUMNS})
+    return Sources(
+        **{name: np.zeros(0, np.int32 if name in ("flags", "npix") else np.float64) for name in SOURCE_COLUMNS}
+    )
 
 
 def away_from_edges(sources: Sources, shape: tuple[int, int], margin: float) -> np.ndarray:

@@ -12,12 +12,12 @@ import logging
 
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import AlreadyExists, BadInput, NotFound, PreconditionFailed
-from panoptes_network.science.lossless_compression import compress_verified, holds_same_content
 from panoptes_network.core.logs import log
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import StepState
 from panoptes_network.core.step_shell import Step, StepResult
+from panoptes_network.science.lossless_compression import compress_verified, holds_same_content
 
 NAME = "compress-fits"
 logger = logging.getLogger(__name__)

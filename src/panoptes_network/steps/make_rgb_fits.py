@@ -21,13 +21,14 @@ from panoptes_network.core.messages import StepMessage
 from panoptes_network.core.names import FileKind, parse_raw_name
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.outputs import IDENTICAL, KEPT, REPLACED, WRITTEN, store_output
-from panoptes_network.science.rgb_products import RgbSettings, camera_fields, make_products
 from panoptes_network.core.status import ImageStatus, StepState
 from panoptes_network.core.step_shell import Step, StepResult, done_before
+from panoptes_network.science.rgb_products import RgbSettings, camera_fields, make_products
 
 NAME = "make-rgb-fits"
 SETTINGS = RgbSettings()
 logger = logging.getLogger(__name__)
+
 
 def handle(context: Context, message: StepMessage) -> StepResult:
     ref = message.ref
@@ -53,7 +54,8 @@ def handle(context: Context, message: StepMessage) -> StepResult:
     }
     rerun = message.rerun is not None  # a rerun replaces our colour products, never the raw bucket's FITS
     states = {
-        key: store_output(context.storage, *output, replace=rerun and key != "raw_fits").state for key, output in outputs.items()
+        key: store_output(context.storage, *output, replace=rerun and key != "raw_fits").state
+        for key, output in outputs.items()
     }
     conflicts = [outputs[key][1] for key, state in states.items() if state == KEPT and key != "raw_fits"]
     for conflict in conflicts:

@@ -27,23 +27,29 @@ import numpy as np
 from astropy.io import fits
 
 from panoptes_network import __version__
-from panoptes_network.science import fits_codec
-from panoptes_network.science.solve_field import Solution
-from panoptes_network.science.background_model import load_model, load_rms
+from panoptes_network.adapters.reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
+from panoptes_network.adapters.stamp_database import pixels_to_bytes, replace_image_stamps
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput, NotFound
-from panoptes_network.science.frame_astrometry import AnalysisSettings, FrameAnalysis, analyse_frame, source_summary, stamp_rows
 from panoptes_network.core.logs import log
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.outputs import IDENTICAL, KEPT, REPLACED, store_output
-from panoptes_network.science.quick_look import QuickLookSettings, render
-from panoptes_network.adapters.reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
-from panoptes_network.science.sources_table import sources_parquet
-from panoptes_network.adapters.stamp_database import pixels_to_bytes, replace_image_stamps
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.step_shell import Step, StepResult, finished, previous_run
+from panoptes_network.science import fits_codec
+from panoptes_network.science.background_model import load_model, load_rms
+from panoptes_network.science.frame_astrometry import (
+    AnalysisSettings,
+    FrameAnalysis,
+    analyse_frame,
+    source_summary,
+    stamp_rows,
+)
+from panoptes_network.science.quick_look import QuickLookSettings, render
+from panoptes_network.science.solve_field import Solution
+from panoptes_network.science.sources_table import sources_parquet
 
 NAME = "plate-solver"
 logger = logging.getLogger(__name__)
@@ -92,9 +98,13 @@ def read_input(context: Context, ref: ObjectRef, what: str) -> bytes:
         raise BadInput(f"{what} {ref.identity} no longer exists", exc) from exc
 
 
-def load_frame(context: Context, message: StepMessage, background: ObjectRef) -> tuple[np.ndarray, np.ndarray, fits.Header, float]:
+def load_frame(
+    context: Context, message: StepMessage, background: ObjectRef
+) -> tuple[np.ndarray, np.ndarray, fits.Header, float]:
     """The background-subtracted frame, the sky RMS, the raw header and the median sky level."""
-    hdu = fits_codec.image_hdu(fits_codec.open_fits(read_input(context, message.ref, "raw image"), "raw image"), "raw image")
+    hdu = fits_codec.image_hdu(
+        fits_codec.open_fits(read_input(context, message.ref, "raw image"), "raw image"), "raw image"
+    )
     background_bytes = read_input(context, background, "background file")
     model = load_model(background_bytes)
     if model.shape != hdu.data.shape:
@@ -106,7 +116,9 @@ def load_frame(context: Context, message: StepMessage, background: ObjectRef) ->
 
 
 def processed_header(raw: fits.Header, analysis: FrameAnalysis, background: ObjectRef) -> fits.Header:
-    header = fits.Header([card for card in raw.cards if card.keyword not in STORAGE_KEYWORDS and not card.keyword.startswith("NAXIS")])
+    header = fits.Header(
+        [card for card in raw.cards if card.keyword not in STORAGE_KEYWORDS and not card.keyword.startswith("NAXIS")]
+    )
     header.extend(analysis.solution.wcs.to_header(relax=True).cards, update=True)
     header["PIPEVERS"] = (__version__, "panoptes-network version")
     header["BKGFILE"] = (background.identity, "background model subtracted")
@@ -116,7 +128,9 @@ def processed_header(raw: fits.Header, analysis: FrameAnalysis, background: Obje
     return header
 
 
-def write_output(context: Context, message: StepMessage, bucket: str, name: str, data: bytes, content_type: str) -> dict[str, Any]:
+def write_output(
+    context: Context, message: StepMessage, bucket: str, name: str, data: bytes, content_type: str
+) -> dict[str, Any]:
     """Create-only write; an existing object with the same content is a redelivery, anything else
     a kept conflict, unless this run is a requested rerun (then it is replaced)."""
     stored = store_output(context.storage, bucket, name, data, content_type, replace=message.rerun is not None)
@@ -161,16 +175,26 @@ def store_outputs(
     processed = fits_codec.compressed_file(frame.astype(np.float32), processed_header(header, analysis, background))
     matched = analysis.sources.take(analysis.matches.source_index)
     png = render(
-        frame, analysis.solution.wcs, analysis.geometry, np.column_stack((matched.x, matched.y)), matched.flux, settings.quick_look
+        frame,
+        analysis.solution.wcs,
+        analysis.geometry,
+        np.column_stack((matched.x, matched.y)),
+        matched.flux,
+        settings.quick_look,
     )
     outputs = {
         "processed": write_output(context, message, bucket, f"{base}.fits.fz", processed, "application/fits"),
         "quick_look": write_output(context, message, bucket, f"{base}.png", png, "image/png"),
-        "sources": write_output(context, message, bucket, f"{base}-sources.parquet", sources_parquet(rows), "application/vnd.apache.parquet"),
+        "sources": write_output(
+            context, message, bucket, f"{base}-sources.parquet", sources_parquet(rows), "application/vnd.apache.parquet"
+        ),
     }
     database = settings.database(context.settings.data_dir)
     stored = replace_image_stamps(
-        database, settings.database_schema, message.image_id, [{**row, "pixels": pixels_to_bytes(row["pixels"])} for row in rows]
+        database,
+        settings.database_schema,
+        message.image_id,
+        [{**row, "pixels": pixels_to_bytes(row["pixels"])} for row in rows],
     )
     outputs["stamps"] = {"database": database.split(":", 1)[0], "rows": stored}
     return outputs

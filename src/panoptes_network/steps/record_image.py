@@ -15,14 +15,14 @@ from functools import partial
 
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput
-from panoptes_network.science.fits_header import read_image_header
-from panoptes_network.science.header_metadata import header_id_mismatches, image_fields, observation_fields, unit_fields
 from panoptes_network.core.logs import log
 from panoptes_network.core.messages import StepMessage
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.step_shell import Step, StepResult, done_before
+from panoptes_network.science.fits_header import read_image_header
+from panoptes_network.science.header_metadata import header_id_mismatches, image_fields, observation_fields, unit_fields
 
 NAME = "record-image"
 NEXT_TOPIC = "subtract-background"

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import logging
 
-from panoptes_network.science.background_model import BackgroundSettings, estimate, summary, to_fits
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput, NotFound
-from panoptes_network.science.fits_codec import image_hdu, open_fits
 from panoptes_network.core.logs import log
 from panoptes_network.core.messages import StepMessage
 from panoptes_network.core.names import parse_raw_name
@@ -26,6 +24,8 @@ from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.outputs import store_output
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.step_shell import Step, StepResult, done_before
+from panoptes_network.science.background_model import BackgroundSettings, estimate, summary, to_fits
+from panoptes_network.science.fits_codec import image_hdu, open_fits
 
 NAME = "subtract-background"
 NEXT_TOPIC = "plate-solve"
@@ -51,7 +51,12 @@ def handle(context: Context, message: StepMessage) -> StepResult:
     stats = summary(background)
     bucket = context.settings.bucket("backgrounds")
     stored = store_output(
-        context.storage, bucket, target, to_fits(background, SETTINGS), "application/fits", replace=message.rerun is not None
+        context.storage,
+        bucket,
+        target,
+        to_fits(background, SETTINGS),
+        "application/fits",
+        replace=message.rerun is not None,
     )
     written = stored.ref
     record = {

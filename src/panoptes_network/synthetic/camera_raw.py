@@ -18,7 +18,6 @@ import dataclasses
 import struct
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 
@@ -40,7 +39,7 @@ class Placed:
     offset: int
 
 
-Value = Union[str, bytes, Sequence[int], Sequence[tuple[int, int]], Placed]
+Value = str | bytes | Sequence[int] | Sequence[tuple[int, int]] | Placed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +189,9 @@ def dng_entries(
     ]
 
 
-def dng_bytes(mosaic: np.ndarray, spec: FrameSpec, meta: CameraMetadata = CameraMetadata(), pattern: str = "RGGB") -> bytes:
+def dng_bytes(
+    mosaic: np.ndarray, spec: FrameSpec, meta: CameraMetadata = CameraMetadata(), pattern: str = "RGGB"
+) -> bytes:
     """A DNG file holding ``mosaic`` (uint16, row 0 at the top) with EXIF and Canon MakerNotes."""
     mosaic = np.ascontiguousarray(mosaic, dtype="<u2")
     ifd0_size = ifd_size(dng_entries(meta, mosaic, pattern, 0, 0))
@@ -215,7 +216,7 @@ def raw_path(spec: FrameSpec, extension: str = "cr2") -> str:
     return spec.path().rsplit(".", 1)[0] + "." + extension
 
 
-def make_raw(spec: FrameSpec = FrameSpec(), meta: CameraMetadata = CameraMetadata()) -> tuple[np.ndarray, bytes]:
+def make_raw(spec: FrameSpec = FrameSpec(), meta: CameraMetadata = CameraMetadata()) -> tuple[np.ndarray, bytes]:  # noqa: B008 (frozen)
     """A realistic full-size RGGB mosaic and its DNG bytes."""
     mosaic, _ = make_frame(spec)
     return mosaic, dng_bytes(mosaic, spec, meta)

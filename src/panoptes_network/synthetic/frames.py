@@ -27,7 +27,7 @@ CHANNEL_SKY = {"R": 180.0, "G1": 420.0, "G2": 420.0, "B": 260.0}  # ADU above bl
 class FrameSpec:
     unit_id: str = "PAN000"
     camera_id: str = "SC5348"
-    sequence_time: dt.datetime = dt.datetime(2026, 11, 24, 8, 0, 0, tzinfo=dt.timezone.utc)
+    sequence_time: dt.datetime = dt.datetime(2026, 11, 24, 8, 0, 0, tzinfo=dt.UTC)
     exposure_offset_s: int = 123
     exptime: float = 120.0
     ra: float = 303.2
@@ -44,8 +44,7 @@ class FrameSpec:
     def path(self) -> str:
         fmt = "%Y%m%dT%H%M%S"
         return (
-            f"{self.unit_id}/{self.camera_id}/{self.sequence_time.strftime(fmt)}/"
-            f"{self.image_time.strftime(fmt)}.fits"
+            f"{self.unit_id}/{self.camera_id}/{self.sequence_time.strftime(fmt)}/{self.image_time.strftime(fmt)}.fits"
         )
 
 

@@ -19,7 +19,15 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from panoptes_network.adapters.reference_catalog import ReferenceCatalog, TychoIndexCatalog
-from panoptes_network.synthetic.frames import BLACK_LEVEL, FULL_SHAPE, GAIN, SATURATION, FrameSpec, bayer_sky, header_for
+from panoptes_network.synthetic.frames import (
+    BLACK_LEVEL,
+    FULL_SHAPE,
+    GAIN,
+    SATURATION,
+    FrameSpec,
+    bayer_sky,
+    header_for,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +42,7 @@ class StarFieldSpec:
     flux_at_mag_10: float = 15_000.0  # ADU, all four channels of the PSF
     hint_offset_deg: float = 2.0  # mount pointing error written into RA-MNT/DEC-MNT
     seed: int = 1
-    sequence_time: dt.datetime = dt.datetime(2026, 11, 24, 8, 0, 0, tzinfo=dt.timezone.utc)
+    sequence_time: dt.datetime = dt.datetime(2026, 11, 24, 8, 0, 0, tzinfo=dt.UTC)
 
 
 def true_wcs(spec: StarFieldSpec) -> WCS:
@@ -62,7 +70,9 @@ def draw_stars(image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray
             continue
         gy = np.exp(-0.5 * ((offsets + iy - yi) / sigma) ** 2)
         gx = np.exp(-0.5 * ((offsets + ix - xi) / sigma) ** 2)
-        image[iy - radius : iy + radius + 1, ix - radius : ix + radius + 1] += fi / (2 * np.pi * sigma**2) * np.outer(gy, gx)
+        image[iy - radius : iy + radius + 1, ix - radius : ix + radius + 1] += (
+            fi / (2 * np.pi * sigma**2) * np.outer(gy, gx)
+        )
 
 
 def pointing_hint(spec: StarFieldSpec, rng: np.random.Generator) -> tuple[float, float]:
