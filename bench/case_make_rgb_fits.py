@@ -53,7 +53,7 @@ UPSTREAM_KEYWORDS = {
 PEAK_MEMORY_SCRIPT = """
 import re, sys
 from pathlib import Path
-from panoptes_network.core.context import local_context
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.core.settings import Settings
 sys.path.insert(0, sys.argv[3])
 from step_harness import deliver, message_for

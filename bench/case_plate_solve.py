@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
-from panoptes_network.core.context import local_context
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
 from panoptes_network.core.settings import Settings
 from panoptes_network.science import background_model

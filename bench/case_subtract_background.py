@@ -10,7 +10,7 @@ import numpy as np
 from astropy.stats import SigmaClip
 from photutils.background import Background2D, MedianBackground
 
-from panoptes_network.core.context import local_context
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.core.messages import PushMessage, StepMessage
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.step_shell import run_step

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.adapters.publisher import QueuePublisher
-from panoptes_network.core.context import Context, local_context
+from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.settings import Settings

@@ -16,9 +16,10 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image
 
-from panoptes_network.adapters.reference_catalog import TychoIndexCatalog, angular_distance
-from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes
-from panoptes_network.core.context import Context, local_context
+from panoptes_network.adapters.backends import local_context
+from panoptes_network.adapters.reference_catalog import angular_distance
+from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
+from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
@@ -28,7 +29,7 @@ from panoptes_network.science import background_model, fits_codec
 from panoptes_network.science.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
 from panoptes_network.science.postage_stamps import stamp_origins
 from panoptes_network.science.solve_field import SolveSettings, spread_selection
-from panoptes_network.steps.plate_solve import STEP, PlateSolveSettings
+from panoptes_network.steps.plate_solve import STEP
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field, wcs_error_px
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
@@ -54,7 +55,7 @@ def crop(test_data: Path) -> tuple[np.ndarray, fits.Header]:
 @pytest.fixture(scope="module")
 def crop_analysis(crop) -> tuple[np.ndarray, FrameAnalysis]:
     frame, rms = subtract(*crop)
-    return frame, analyse_frame(frame, rms, crop[1], TychoIndexCatalog())
+    return frame, analyse_frame(frame, rms, crop[1], Tycho2IndexCatalog())
 
 
 def test_the_real_crop_solves_at_the_known_centre_and_scale(crop_analysis) -> None:
@@ -118,7 +119,7 @@ def test_synthetic_full_frames_solve_in_the_hinted_tier_to_a_fraction_of_a_pixel
     hint_offset = angular_distance(ra, dec, np.array(header["RA-MNT"]), np.array(header["DEC-MNT"]))
     assert abs(hint_offset - 2.0) < 1e-6
     frame, rms = subtract(raw, header)
-    analysis = analyse_frame(frame, rms, header, TychoIndexCatalog())
+    analysis = analyse_frame(frame, rms, header, Tycho2IndexCatalog())
     assert analysis.solution.tier == "hinted", analysis.solution.reason
     assert np.median(wcs_error_px(analysis.solution.wcs, truth, raw.shape)) < 0.3
     assert len(analysis.matches) > 1000
@@ -217,24 +218,21 @@ def test_quick_look_and_sources_table_sit_beside_the_processed_image(solved_run)
             context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}-sources.parquet").ref)
         )
     )
-    rows = image_stamps(PlateSolveSettings().database(context.settings.data_dir), None, handled.image_id)
+    rows = context.stamps.rows(handled.image_id)
     assert table.num_rows == len(rows) >= 150
     first = table.slice(0, 1).to_pylist()[0]
     assert first["catalog_id"] == rows[0]["catalog_id"] and first["source_id"] == rows[0]["source_id"]
-    assert np.array_equal(
-        np.array(first["pixels"], np.float32).reshape(10, 10), pixels_from_bytes(rows[0]["pixels"], 10, 10)
-    )
+    assert np.array_equal(np.array(first["pixels"], np.float32).reshape(10, 10), rows[0]["pixels"])
 
 
 def test_a_redelivery_is_already_done_and_a_reprocessing_replaces_the_rows(solved_run) -> None:
     context, push, handled = solved_run
-    url = PlateSolveSettings().database(context.settings.data_dir)
-    before = image_stamps(url, None, handled.image_id)
+    before = context.stamps.rows(handled.image_id)
     assert run_step(SERVICE, STEP, context, push).outcome is Outcome.ALREADY_DONE
     context.metadata.replace_field("images", handled.image_id, ("steps", "plate-solver"), {})  # forget the run
     again = run_step(SERVICE, STEP, context, push)
     assert again.outcome is Outcome.DONE
-    after = image_stamps(url, None, handled.image_id)
+    after = context.stamps.rows(handled.image_id)
     assert len(after) == len(before) and [r["catalog_id"] for r in after] == [r["catalog_id"] for r in before]
     outputs = context.metadata.get("images", handled.image_id)["steps"]["plate-solver"]["outputs"]
     assert {outputs[k].get("existing") for k in ("processed", "quick_look", "sources")} == {"identical"}, outputs

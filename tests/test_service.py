@@ -6,6 +6,7 @@ covered by tests/test_stack.py.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from panoptes_network.core.context import Context, local_context
+from panoptes_network.adapters.backends import local_context
+from panoptes_network.core.context import Context
 from panoptes_network.core.errors import TransientError
 from panoptes_network.core.logs import JsonFormatter
 from panoptes_network.core.messages import (
@@ -192,7 +194,7 @@ class BrokenPublisher:
 def test_an_unavailable_backend_gets_503_with_retry_after(local, json_logs) -> None:
     context, _ = local
     body = upload(local, f"{NAME}.fits")
-    down = Context(context.settings, context.storage, context.publisher, UnavailableMetadata())
+    down = dataclasses.replace(context, metadata=UnavailableMetadata())
     response = client_for(down).post("/", data=body)
     assert response.status_code == 503
     assert response.headers["Retry-After"]
@@ -205,7 +207,7 @@ def test_an_unavailable_backend_gets_503_with_retry_after(local, json_logs) -> N
 def test_a_bug_gets_500_is_recorded_and_logged_with_its_traceback(local, json_logs) -> None:
     context, queue = local
     body = upload(local, f"{NAME}.fits")
-    broken = Context(context.settings, context.storage, BrokenPublisher(), context.metadata)
+    broken = dataclasses.replace(context, publisher=BrokenPublisher())
     response = client_for(broken).post("/", data=body)
     assert response.status_code == 500
     image = context.metadata.get("images", "PAN001_14d3bd_20181011T134333")

@@ -11,7 +11,7 @@ import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 
-from panoptes_network.core.context import local_context
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
 from panoptes_network.core.outcomes import Outcome

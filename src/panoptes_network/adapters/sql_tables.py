@@ -7,8 +7,10 @@ lets tests and test instances work side by side in one database.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -29,6 +31,20 @@ def normalised_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
     return url
+
+
+def backend_name(url: str) -> str:
+    """``postgresql`` or ``sqlite``, whatever driver the URL names."""
+    return sa.engine.make_url(url).get_backend_name()
+
+
+@contextlib.contextmanager
+def unavailable_is_transient(what: str) -> Iterator[None]:
+    """A database that cannot be reached (or dropped the connection) is a transient failure."""
+    try:
+        yield
+    except sa.exc.OperationalError as exc:
+        raise TransientError(f"{what} unavailable: {exc.orig or exc}", exc) from exc
 
 
 @functools.lru_cache(maxsize=16)
@@ -84,12 +100,10 @@ def ready_tables(url: str, schema: str | None) -> sa.MetaData:
     engine = engine_for(url)
     with _create_lock:
         try:
-            with engine.begin() as connection:
+            with unavailable_is_transient("database"), engine.begin() as connection:
                 if schema is not None and engine.dialect.name == "postgresql":
                     connection.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
                 metadata.create_all(connection, checkfirst=True)
-        except sa.exc.OperationalError as exc:
-            raise TransientError(f"database unavailable: {exc.orig or exc}", exc) from exc
         except sa.exc.IntegrityError:  # another worker created them between check and create
             metadata.create_all(engine, checkfirst=True)
     return metadata

@@ -29,6 +29,7 @@ class Settings:
     push_auth_certs_url: str | None = None  # None: Google's; tests point it at their own key
     # plate-solver: stamps (and the SQL reference catalog) in this database; None: SQLite in data_dir.
     database_url: str | None = None
+    database_schema: str | None = None  # PostgreSQL schema (tests, test instances); None: the default
     reference_catalog: str = "tycho2"  # "tycho2" (installed index files) or "sql" (reference_stars)
     # How long a crashed attempt can block its image (leases.py); shorter than the retry budget.
     lease_seconds: float = 60.0
@@ -37,10 +38,15 @@ class Settings:
         """The bucket name for a logical bucket (``raw``, ``rgb``, ``backgrounds``, ``processed``)."""
         return self.buckets[key]
 
+    def sql_url(self) -> str:
+        """The stamps and SQL catalog database: ``DATABASE_URL``, else ``{data_dir}/stamps.sqlite``."""
+        return self.database_url or f"sqlite:///{Path(self.data_dir).resolve() / 'stamps.sqlite'}"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
         """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
-        ``DATABASE_URL``, ``PANOPTES_REFERENCE_CATALOG`` and ``PANOPTES_LEASE_SECONDS``."""
+        ``DATABASE_URL``, ``PANOPTES_DATABASE_SCHEMA``, ``PANOPTES_REFERENCE_CATALOG`` and
+        ``PANOPTES_LEASE_SECONDS``."""
         topology = topology or load_topology()
         buckets = {key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()}
         return cls(
@@ -51,6 +57,7 @@ class Settings:
             push_auth_email=env.get("PUSH_AUTH_EMAIL") or None,
             push_auth_certs_url=env.get("PUSH_AUTH_CERTS_URL") or None,
             database_url=env.get("DATABASE_URL") or None,
+            database_schema=env.get("PANOPTES_DATABASE_SCHEMA") or None,
             reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
             lease_seconds=float(env.get("PANOPTES_LEASE_SECONDS") or 60.0),
         )

@@ -15,9 +15,10 @@ from typing import Any
 
 from tqdm import tqdm
 
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.adapters.metadata import GeoPoint
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
-from panoptes_network.core.context import Context, local_context
+from panoptes_network.core.context import Context
 from panoptes_network.core.errors import PipelineError
 from panoptes_network.core.logs import configure_logging
 from panoptes_network.core.settings import DEFAULT_DATA_DIR, Settings
@@ -235,7 +236,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
 def _open_records(args: argparse.Namespace) -> tuple[Context, EmbeddedRunner | None] | None:
     """With --cloud, Cloud Storage, Pub/Sub and Firestore (or the local stack's emulators); else
     the data directory, with an embedded runner to process what gets published. None: no records."""
-    from panoptes_network.core.context import cloud_context
+    from panoptes_network.adapters.backends import cloud_context
 
     if args.cloud:
         return cloud_context(Settings.from_env()), None
@@ -470,13 +471,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_catalog_load(args: argparse.Namespace) -> int:
-    from panoptes_network.adapters.reference_catalog import load_catalog_file
-    from panoptes_network.steps.plate_solve import PlateSolveSettings
+    from panoptes_network.adapters.backends import sql_catalog
 
-    url = PlateSolveSettings(database_url=args.database_url).database(args.data_dir)
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    count = load_catalog_file(args.file, url, args.schema)
-    print(f"{count} star(s) from {args.file} loaded into reference_stars ({url.split(':', 1)[0]})")
+    settings = Settings(data_dir=args.data_dir, database_url=args.database_url, database_schema=args.schema)
+    catalog = sql_catalog(settings)
+    count = catalog.load_file(args.file)
+    print(f"{count} star(s) from {args.file} loaded into reference_stars ({catalog.database})")
     return 0
 
 

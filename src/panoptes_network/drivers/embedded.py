@@ -17,8 +17,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from panoptes_network.adapters.backends import local_context, notify_finalize
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
-from panoptes_network.core.context import Context, local_context, notify_finalize
+from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.logs import configure_logging, log
 from panoptes_network.core.messages import ObjectRef, PushMessage

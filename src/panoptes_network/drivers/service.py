@@ -14,7 +14,8 @@ from collections.abc import Callable
 from flask import Flask, Response, jsonify, request
 
 from panoptes_network import __version__
-from panoptes_network.core.context import Context, cloud_context
+from panoptes_network.adapters.backends import cloud_context
+from panoptes_network.core.context import Context
 from panoptes_network.core.errors import MalformedRequest
 from panoptes_network.core.logs import configure_logging, log
 from panoptes_network.core.messages import parse_push_envelope

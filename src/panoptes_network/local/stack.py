@@ -204,6 +204,8 @@ def start_stack(
             "STORAGE_EMULATOR_HOST": gcs.url,
             **{f"PANOPTES_BUCKET_{key.upper()}": name for key, name in settings.buckets.items()},
             **({"DATABASE_URL": settings.database_url} if settings.database_url else {}),
+            **({"PANOPTES_DATABASE_SCHEMA": settings.database_schema} if settings.database_schema else {}),
+            "PANOPTES_REFERENCE_CATALOG": settings.reference_catalog,
         }
         services: dict[str, emulators.Server] = {}
         for service in topology.services:

@@ -8,8 +8,10 @@ Input (from subtract-background on ``plate-solve``): the raw Bayer ``.fits.fz`` 
   header, the TAN-SIP WCS and pipeline keywords (PIPEVERS, BKGFILE, SOLVTIER, NMATCH; nothing that varies between
   runs, such as CPU time, so that a rerun writes the same bytes);
 - ``{base_path}.png`` beside it: the quick look; ``{base_path}-sources.parquet``: the stamp table;
-- the stamp rows in SQL (``stamps``: PostgreSQL in the cloud, ``{data_dir}/stamps.sqlite``
-  embedded), replacing the image's previous rows in one transaction.
+- the stamp rows in the context's stamp store (``stamps``: PostgreSQL in the cloud,
+  ``{data_dir}/stamps.sqlite`` embedded), replacing the image's previous rows in one transaction.
+
+Stars are matched against the context's reference catalog (``PANOPTES_REFERENCE_CATALOG``).
 
 No solution is a science outcome: status ``unsolved`` with the reason and the attempts in the
 step record, acknowledged, never retried. Outputs are deterministic, so a redelivery that finds
@@ -20,15 +22,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
 from panoptes_network import __version__
-from panoptes_network.adapters.reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
-from panoptes_network.adapters.stamp_database import pixels_to_bytes, replace_image_stamps
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput, NotFound
 from panoptes_network.core.logs import log
@@ -64,22 +63,6 @@ class PlateSolveSettings:
 
     analysis: AnalysisSettings = AnalysisSettings()
     quick_look: QuickLookSettings = QuickLookSettings()
-    catalog: str = "tycho2"  # "tycho2": installed index files; "sql": reference_stars in the database
-    database_url: str | None = None  # None: sqlite:///{data_dir}/stamps.sqlite (embedded)
-    database_schema: str | None = None  # PostgreSQL schema (test instances); None: the default
-
-    def database(self, data_dir: Path) -> str:
-        return self.database_url or f"sqlite:///{Path(data_dir).resolve() / 'stamps.sqlite'}"
-
-    def reference_catalog(self, data_dir: Path) -> ReferenceCatalog:
-        if self.catalog == "sql":
-            return SqlCatalog(self.database(data_dir), self.database_schema)
-        return TychoIndexCatalog()
-
-
-def settings_for(context: Context) -> PlateSolveSettings:
-    """Defaults, with the database URL and catalog choice of the deployment's settings."""
-    return PlateSolveSettings(database_url=context.settings.database_url, catalog=context.settings.reference_catalog)
 
 
 def background_ref(message: StepMessage) -> ObjectRef:
@@ -189,14 +172,7 @@ def store_outputs(
             context, message, bucket, f"{base}-sources.parquet", sources_parquet(rows), "application/vnd.apache.parquet"
         ),
     }
-    database = settings.database(context.settings.data_dir)
-    stored = replace_image_stamps(
-        database,
-        settings.database_schema,
-        message.image_id,
-        [{**row, "pixels": pixels_to_bytes(row["pixels"])} for row in rows],
-    )
-    outputs["stamps"] = {"database": database.split(":", 1)[0], "rows": stored}
+    outputs["stamps"] = {"database": context.stamps.database, "rows": context.stamps.replace(message.image_id, rows)}
     return outputs
 
 
@@ -208,8 +184,7 @@ def process(context: Context, message: StepMessage, settings: PlateSolveSettings
         return StepResult(Outcome.ALREADY_DONE, reason="already plate-solved")
     frame, rms, header, sky_level = load_frame(context, message, background)
     sky = {"background_adu": round(sky_level, 2), "rms_adu": round(float(np.median(rms)), 3)}
-    catalog = settings.reference_catalog(context.settings.data_dir)
-    analysis = analyse_frame(frame, rms, header, catalog, settings.analysis)
+    analysis = analyse_frame(frame, rms, header, context.catalog, settings.analysis)
     if not analysis.solution.solved:
         return unsolved(analysis, sky, background)
     outputs = store_outputs(context, message, settings, analysis, frame, header, background)
@@ -240,7 +215,7 @@ def process(context: Context, message: StepMessage, settings: PlateSolveSettings
 
 
 def handle(context: Context, message: StepMessage) -> StepResult:
-    return process(context, message, settings_for(context))
+    return process(context, message, PlateSolveSettings())
 
 
 STEP = Step(NAME, handle)

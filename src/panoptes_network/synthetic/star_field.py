@@ -18,7 +18,8 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from panoptes_network.adapters.reference_catalog import ReferenceCatalog, TychoIndexCatalog
+from panoptes_network.adapters.reference_catalog import ReferenceCatalog
+from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.synthetic.frames import (
     BLACK_LEVEL,
     FULL_SHAPE,
@@ -90,7 +91,7 @@ def make_star_field(
     wcs = true_wcs(spec)
     rows, cols = spec.shape
     radius = np.hypot(rows, cols) / 2 * spec.scale_arcsec / 3600.0 + 0.2
-    stars = (catalog or TychoIndexCatalog()).cone(spec.ra, spec.dec, radius, (-2.0, spec.mag_limit))
+    stars = (catalog or Tycho2IndexCatalog()).cone(spec.ra, spec.dec, radius, (-2.0, spec.mag_limit))
     x, y = wcs.all_world2pix(stars.ra, stars.dec, 0)
     signal = bayer_sky(spec.shape)
     draw_stars(signal, x, y, spec.flux_at_mag_10 * 10 ** (-0.4 * (stars.mag - 10.0)), spec.fwhm)
