@@ -40,6 +40,18 @@ def postgres_engine(**options: Any) -> sa.Engine:
     return engine
 
 
+@pytest.fixture(scope="module")
+def postgres_schema() -> Iterator[str]:
+    """A schema of this test module's own on the test server, dropped afterwards (its tables
+    are created by the code under test, so parallel runs never meet)."""
+    engine = postgres_engine()
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    yield schema
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    engine.dispose()
+
+
 FIRESTORE_PROJECT = "panoptes-test"
 
 

@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from fixtures_servers import POSTGRES, postgres_engine
+from panoptes_network.adapters.sql_stamp_store import SqlStampStore
 from panoptes_network.adapters.sql_tables import define_tables, engine_for, ready_tables
-from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes, replace_image_stamps
 from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_file_text
-from test_plate_solve_database import stamp_row
+from sample_stamps import stamp_row
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,13 +75,14 @@ def test_the_schema_file_applies_twice_and_gives_the_plate_solvers_tables(schema
     import_schema_file(imported, text)
     image = f"PAN001_XXXXXX_{uuid.uuid4().hex[:8]}"
     pixels = np.arange(100, dtype=np.float32).reshape(10, 10) - 50.5
-    assert replace_image_stamps(POSTGRES, imported, image, [stamp_row(image, i, pixels) for i in range(3)]) == 3
+    stamps = SqlStampStore(POSTGRES, imported)
+    assert stamps.replace(image, [stamp_row(image, i, pixels) for i in range(3)]) == 3
     imported_structure = structure(imported)
     import_schema_file(imported, text)  # the import of an unchanged or changed schema, again
     assert structure(imported) == imported_structure
-    rows = image_stamps(POSTGRES, imported, image)
+    rows = stamps.rows(image)
     assert [row["source_id"] for row in rows] == [0, 1, 2], "importing again keeps the rows"
-    assert np.array_equal(pixels_from_bytes(rows[1]["pixels"], 10, 10), pixels)
+    assert np.array_equal(rows[1]["pixels"], pixels)
 
     ready_tables(POSTGRES, solver)  # what the plate-solver creates where no schema was imported
     assert structure(solver) == imported_structure
