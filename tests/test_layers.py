@@ -30,27 +30,19 @@ ENVIRONMENT = "os.environ"  # also os.getenv, os.putenv, from os import environ
 
 # What each layer must not import. A name covers everything below it (``google`` covers
 # ``google.cloud.storage``); a layer of this package is named by its folder.
+# fmt: off
 MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
-    "core": ("flask", "google", "steps", "drivers", "operations", "deploy", IMPLEMENTATIONS),
-    "steps": (
-        "flask",
-        "google",
-        "sqlalchemy",
-        "subprocess",
-        ENVIRONMENT,
-        "drivers",
-        "operations",
-        "deploy",
-        IMPLEMENTATIONS,
-    ),
-    "science": ("flask", "google", "sqlalchemy", "subprocess", "adapters", "steps", "drivers", "operations", "deploy"),
-    "adapters": ("flask", "steps", "drivers", "operations", "deploy"),
-    "synthetic": ("flask", "google", "steps", "drivers", "operations", "deploy"),
-    "operations": ("flask", "steps", "drivers", "deploy"),
-    "local": ("steps", "drivers", "operations", "deploy"),
-    "deploy": ("flask", "google", "steps", "drivers", "operations"),
-    "drivers": ("deploy",),
+    "core":       ("flask", "google",                             "steps", "drivers", "operations", "deploy", IMPLEMENTATIONS),
+    "steps":      ("flask", "google", "sqlalchemy", "subprocess",          "drivers", "operations", "deploy", IMPLEMENTATIONS, ENVIRONMENT),
+    "science":    ("flask", "google", "sqlalchemy", "subprocess", "steps", "drivers", "operations", "deploy", "adapters"),
+    "adapters":   ("flask",                                       "steps", "drivers", "operations", "deploy"),
+    "synthetic":  ("flask", "google",                             "steps", "drivers", "operations", "deploy"),
+    "operations": ("flask",                                       "steps", "drivers",               "deploy"),
+    "local":      (                                               "steps", "drivers", "operations", "deploy"),
+    "deploy":     ("flask", "google",                             "steps", "drivers", "operations"),
+    "drivers":    (                                                                                 "deploy",),
 }
+# fmt: on
 # An interface names no backend: implementations import those.
 INTERFACES_MUST_NOT_IMPORT = ("google", "sqlalchemy", "sqlite3", "subprocess", IMPLEMENTATIONS)
 # Science runs a program only in a module named for it.
