@@ -1,4 +1,4 @@
-"""Raw object names and the ids derived from them (DESIGN.md "Names and ids").
+"""Raw object names and the ids derived from them (docs/ARCHITECTURE.md "Names and ids").
 
 A raw object is ``{unit_id}/{camera_id}/{sequence_time}/{image_time}.{ext}``; legacy uploads
 put a field-name folder after the unit. Everything downstream (ids, output paths) is derived

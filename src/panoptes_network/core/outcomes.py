@@ -1,7 +1,7 @@
 """The outcome of handling one message, and the one place that maps outcomes to HTTP status.
 
 Pub/Sub push acknowledges only 102, 200, 201 and 204, so every outcome that must not be
-redelivered maps to 204; see DESIGN.md "Outcome -> HTTP status".
+redelivered maps to 204; the table is in docs/ARCHITECTURE.md "Outcome -> HTTP status".
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ DEFAULT_DATA_DIR = Path("panoptes-data")
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything configurable, with the defaults of DESIGN.md."""
+    """Everything configurable, each with its default (buckets: the topology's names)."""
 
     project: str = DEFAULT_PROJECT
     buckets: Mapping[str, str] = dataclasses.field(default_factory=lambda: dict(load_topology().buckets))

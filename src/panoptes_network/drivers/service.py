@@ -2,7 +2,7 @@
 
 A service is a step of the topology behind ``POST /`` (Pub/Sub push) and ``GET /healthz``.
 This module is the HTTP driver only: it reads the envelope, calls ``run_step``, maps the
-outcome to the status table of DESIGN.md and writes one structured log line per request.
+outcome to its HTTP status (``core/outcomes.py``) and writes one structured log line per request.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What a POCS FITS header says about the unit, the observation and the image (DESIGN "Metadata").
+"""What a POCS FITS header says about the unit, the observation and the image.
 
 Pure functions from a header (and the ids of the object's path) to the fields stored in
 ``units/``, ``observations/`` and ``images/``. Values are parsed into numbers and times, not

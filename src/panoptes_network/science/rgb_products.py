@@ -29,7 +29,7 @@ from panoptes_network.science.header_metadata import camera_fields as header_cam
 from panoptes_network.science.preview_jpeg import preview
 from panoptes_network.science.raw_decoding import DecodedRaw, decode
 
-# Kept in the FITS header but out of metadata records and error messages (DESIGN "Metadata").
+# Serial numbers: kept in the FITS header, never in records or error messages (docs/ARCHITECTURE.md "Records").
 PRIVATE_KEYWORDS = ("CAMSN", "INTSN")
 ORIENTATION_NOTE = (
     "Row 1 is the sensor's first row as LibRaw/dcraw -D read it (not flipped); "
