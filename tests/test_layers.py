@@ -24,7 +24,7 @@ LAYERS = sorted(p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init
 # The adapter modules a step or the core may name: the interfaces. Every other module of
 # adapters/ is an implementation (a cloud client, SQL, an external program), reached through
 # ``Context`` only.
-ADAPTER_INTERFACES = ("storage", "publisher", "metadata", "reference_catalog")
+ADAPTER_INTERFACES = ("storage", "publisher", "metadata", "reference_catalog", "stamp_store")
 IMPLEMENTATIONS = "adapter implementations"
 ENVIRONMENT = "os.environ"  # also os.getenv, os.putenv, from os import environ
 
