@@ -17,7 +17,6 @@ from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image
 
 from panoptes_network.adapters.backends import local_context
-from panoptes_network.adapters.reference_catalog import angular_distance
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
@@ -26,6 +25,7 @@ from panoptes_network.core.settings import Settings
 from panoptes_network.core.step_shell import run_step
 from panoptes_network.core.topology import load_topology
 from panoptes_network.science import background_model, fits_codec
+from panoptes_network.science.catalog_stars import angular_distance
 from panoptes_network.science.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
 from panoptes_network.science.postage_stamps import stamp_origins
 from panoptes_network.science.solve_field import SolveSettings, spread_selection
@@ -55,7 +55,7 @@ def crop(test_data: Path) -> tuple[np.ndarray, fits.Header]:
 @pytest.fixture(scope="module")
 def crop_analysis(crop) -> tuple[np.ndarray, FrameAnalysis]:
     frame, rms = subtract(*crop)
-    return frame, analyse_frame(frame, rms, crop[1], Tycho2IndexCatalog())
+    return frame, analyse_frame(frame, rms, crop[1], Tycho2IndexCatalog().cone)
 
 
 def test_the_real_crop_solves_at_the_known_centre_and_scale(crop_analysis) -> None:
@@ -119,7 +119,7 @@ def test_synthetic_full_frames_solve_in_the_hinted_tier_to_a_fraction_of_a_pixel
     hint_offset = angular_distance(ra, dec, np.array(header["RA-MNT"]), np.array(header["DEC-MNT"]))
     assert abs(hint_offset - 2.0) < 1e-6
     frame, rms = subtract(raw, header)
-    analysis = analyse_frame(frame, rms, header, Tycho2IndexCatalog())
+    analysis = analyse_frame(frame, rms, header, Tycho2IndexCatalog().cone)
     assert analysis.solution.tier == "hinted", analysis.solution.reason
     assert np.median(wcs_error_px(analysis.solution.wcs, truth, raw.shape)) < 0.3
     assert len(analysis.matches) > 1000

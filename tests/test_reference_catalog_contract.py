@@ -13,9 +13,10 @@ import pytest
 from astropy.table import Table, vstack
 
 from fixtures_servers import POSTGRES
-from panoptes_network.adapters.reference_catalog import CatalogStars, ReferenceCatalog, angular_distance
+from panoptes_network.adapters.reference_catalog import ReferenceCatalog
 from panoptes_network.adapters.sql_catalog import SqlCatalog
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
+from panoptes_network.science.catalog_stars import CatalogStars, angular_distance
 
 FIELD_RADIUS = 2.5
 CONE_RADIUS = 1.0

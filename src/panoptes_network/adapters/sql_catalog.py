@@ -14,8 +14,8 @@ import numpy as np
 import sqlalchemy as sa
 from astropy.table import Table
 
-from panoptes_network.adapters.reference_catalog import CatalogStars, angular_distance
 from panoptes_network.adapters.sql_tables import backend_name, engine_for, ready_table, unavailable_is_transient
+from panoptes_network.science.catalog_stars import CatalogStars, angular_distance
 
 
 @dataclasses.dataclass(frozen=True)

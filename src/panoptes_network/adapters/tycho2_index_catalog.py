@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from panoptes_network.adapters.reference_catalog import CatalogStars, angular_distance
+from panoptes_network.science.catalog_stars import CatalogStars, angular_distance
 
 TYCHO2_INDEX = Path("/usr/share/astrometry/index-tycho2-07.littleendian.fits")
 

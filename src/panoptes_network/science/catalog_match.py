@@ -15,7 +15,7 @@ import numpy as np
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
-from panoptes_network.adapters.reference_catalog import CatalogStars, angular_distance
+from panoptes_network.science.catalog_stars import CatalogStars, angular_distance
 from panoptes_network.science.source_detection import Sources, away_from_edges
 
 

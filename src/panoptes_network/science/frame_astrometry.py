@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from panoptes_network.adapters.reference_catalog import CatalogStars, ReferenceCatalog
 from panoptes_network.science.catalog_match import FieldGeometry, Matches, MatchSettings, field_geometry, match_sources
+from panoptes_network.science.catalog_stars import CatalogStars, ConeSearch
 from panoptes_network.science.postage_stamps import cut_stamps, stamp_origins
 from panoptes_network.science.solve_field import Solution, SolveSettings, solve
 from panoptes_network.science.source_detection import DetectionSettings, Sources, detect_sources
@@ -55,16 +55,16 @@ def analyse_frame(
     frame: np.ndarray,
     rms: np.ndarray | float,
     header: Mapping[str, Any],
-    catalog: ReferenceCatalog,
+    cone: ConeSearch,
     settings: AnalysisSettings = AnalysisSettings(),
 ) -> FrameAnalysis:
-    """Detect, solve, then (when solved) match to ``catalog`` and cut stamps of the matches."""
+    """Detect, solve, then (when solved) match to the stars ``cone`` finds and cut stamps of the matches."""
     sources = detect_sources(frame, rms, settings.detection)
     solution = solve(sources, frame.shape, mount_hint(header), settings.solve)
     if solution.wcs is None:
         return FrameAnalysis(sources, solution)
     geometry = field_geometry(solution.wcs, frame.shape)
-    stars = catalog.cone(
+    stars = cone(
         geometry.ra, geometry.dec, geometry.radius_deg + settings.match.cone_margin_deg, settings.match.mag_range
     )
     matches = match_sources(sources, solution.wcs, frame.shape, stars, settings.match)

@@ -184,7 +184,7 @@ def process(context: Context, message: StepMessage, settings: PlateSolveSettings
         return StepResult(Outcome.ALREADY_DONE, reason="already plate-solved")
     frame, rms, header, sky_level = load_frame(context, message, background)
     sky = {"background_adu": round(sky_level, 2), "rms_adu": round(float(np.median(rms)), 3)}
-    analysis = analyse_frame(frame, rms, header, context.catalog, settings.analysis)
+    analysis = analyse_frame(frame, rms, header, context.catalog.cone, settings.analysis)
     if not analysis.solution.solved:
         return unsolved(analysis, sky, background)
     outputs = store_outputs(context, message, settings, analysis, frame, header, background)
