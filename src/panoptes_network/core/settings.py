@@ -1,13 +1,17 @@
 """Settings: the only place that reads the environment.
 
-Steps receive a ``Settings`` value; they never look at ``os.environ`` themselves.
+Steps receive a ``Settings`` value; they never look at ``os.environ`` themselves. What else needs
+the process environment (a child process's, a project named only there, Google clients that read
+``*_EMULATOR_HOST`` when built) goes through the functions below; a test checks that no other
+module reads it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from panoptes_network.core.topology import Topology, load_topology
@@ -61,3 +65,30 @@ class Settings:
             reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
             lease_seconds=float(env.get("PANOPTES_LEASE_SECONDS") or 60.0),
         )
+
+
+def configured_project(env: Mapping[str, str] = os.environ) -> str | None:
+    """``GOOGLE_CLOUD_PROJECT`` when it is set: bin/deploy then asks for a project rather than
+    deploy to ``DEFAULT_PROJECT``."""
+    return env.get("GOOGLE_CLOUD_PROJECT") or None
+
+
+def process_environment(extra: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment with ``extra`` on top: what a child process (an emulator, a
+    service under gunicorn) starts with, so that it finds its programs and the caller's settings."""
+    return {**os.environ, **extra}
+
+
+@contextlib.contextmanager
+def patched_env(values: Mapping[str, str]) -> Iterator[None]:
+    """Google clients read the *_EMULATOR_HOST variables when they are built: set them just then."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from panoptes_network.core.settings import configured_project
 from panoptes_network.core.topology import parse_topology
 from panoptes_network.deploy.build_files import (
     ALL_BUILD_CONFIG,
@@ -49,9 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("target", metavar="TARGET", help="infra, all, a service name, files, dockerfile, sql-schema")
     parser.add_argument("service", nargs="?", help="the service (for dockerfile)")
-    parser.add_argument(
-        "--project", default=os.environ.get("GOOGLE_CLOUD_PROJECT"), help="default: $GOOGLE_CLOUD_PROJECT"
-    )
+    parser.add_argument("--project", default=configured_project(), help="default: $GOOGLE_CLOUD_PROJECT")
     parser.add_argument("--region", default=DEFAULT_REGION, help=f"default: {DEFAULT_REGION}")
     parser.add_argument("--tag", help="image tag (default: the git commit, with -dirty for uncommitted changes)")
     parser.add_argument("--bucket-suffix", default="", help="appended to every bucket name (names are global)")

@@ -22,6 +22,8 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from panoptes_network.core.settings import process_environment
+
 SDK_PLATFORM = Path("/usr/lib/google-cloud-sdk/platform")
 PUBSUB_EMULATOR = SDK_PLATFORM / "pubsub-emulator/bin/cloud-pubsub-emulator"
 FIRESTORE_JAR = SDK_PLATFORM / "cloud-firestore-emulator/cloud-firestore-emulator.jar"
@@ -176,7 +178,7 @@ def _spawn(name: str, port: int, log_path: Path, launch: Launch, append: bool) -
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **launch.env},
+            env=process_environment(launch.env),
             start_new_session=True,
         )
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import dataclasses
-import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from panoptes_network.core.settings import Settings
+from panoptes_network.core.settings import Settings, patched_env
 from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic, load_topology
 from panoptes_network.local import emulators
 
@@ -67,22 +66,7 @@ class LocalStack:
         return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def patched_env(values: Mapping[str, str]) -> Iterator[None]:
-    """Google clients read the *_EMULATOR_HOST variables when they are built: set them just then."""
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-_env_lock = threading.Lock()
+_env_lock = threading.Lock()  # patched_env changes the whole process's environment
 
 
 def create_topics(pubsub_host: str, project: str, topology: Topology) -> None:
