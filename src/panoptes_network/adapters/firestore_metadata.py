@@ -141,7 +141,9 @@ class FirestoreMetadata:
         if not callable(also_merge):
             with _errors(what):
                 writes = _replacing(path, value, also_merge or {})
-                document.set(_nested(writes), merge=[FieldPath(*leaf) for leaf in writes], retry=RETRY, timeout=TIMEOUT)
+                merge = [FieldPath(*leaf) for leaf in writes]
+                # set() documents and passes on a list of field paths (to a batch typed bool | list), but is typed bool
+                document.set(_nested(writes), merge=merge, retry=RETRY, timeout=TIMEOUT)  # type: ignore[arg-type]
             return
         for _ in range(CONDITIONAL_ATTEMPTS):
             with _errors(what):
@@ -192,7 +194,7 @@ class FirestoreMetadata:
         document = self.client.collection(collection).document(doc_id)
         with _errors(f"release {collection}/{doc_id}"):
             snapshot = document.get(retry=RETRY, timeout=TIMEOUT)
-            if snapshot.exists and snapshot.to_dict().get("holder") == holder:
+            if snapshot.exists and (snapshot.to_dict() or {}).get("holder") == holder:
                 option = self.client.write_option(last_update_time=snapshot.update_time)
                 with contextlib.suppress(api.FailedPrecondition, api.NotFound):  # taken over after it expired
                     document.delete(option=option, retry=RETRY, timeout=TIMEOUT)

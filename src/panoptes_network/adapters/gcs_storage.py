@@ -19,7 +19,7 @@ import requests
 import urllib3
 from google.api_core import exceptions as api
 from google.auth.exceptions import TransportError
-from google.cloud import storage
+from google.cloud.storage import Blob, Client
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.resumable_media.common import DataCorruption
 
@@ -67,7 +67,7 @@ def _errors(
         raise TransientError(f"{what}: storage unavailable ({type(exc).__name__}: {exc})", exc) from exc
 
 
-def _info(blob: storage.Blob) -> ObjectInfo:
+def _info(blob: Blob) -> ObjectInfo:
     ref = ObjectRef(blob.bucket.name, blob.name, int(blob.generation))
     return ObjectInfo(ref, int(blob.size), blob.content_type, blob.updated)
 
@@ -75,22 +75,22 @@ def _info(blob: storage.Blob) -> ObjectInfo:
 class GcsStorage:
     """Implements ``Storage`` with google-cloud-storage (``STORAGE_EMULATOR_HOST`` for fake-gcs-server)."""
 
-    def __init__(self, client: storage.Client | None = None) -> None:
+    def __init__(self, client: Client | None = None) -> None:
         self._client = client
         self._lock = threading.Lock()
 
     @property
-    def client(self) -> storage.Client:
+    def client(self) -> Client:
         """Created on first use, so that building the adapter never touches the network."""
         with self._lock:
             if self._client is None:
-                self._client = storage.Client()
+                self._client = Client()
             return self._client
 
     def _download(self, ref: ObjectRef, start: int | None = None, end: int | None = None) -> bytes:
         blob = self.client.bucket(ref.bucket).blob(ref.name, generation=ref.generation)
         with _errors(ref.identity):
-            data = blob.download_as_bytes(start=start, end=end, timeout=TIMEOUT, retry=RETRY)
+            data: bytes = blob.download_as_bytes(start=start, end=end, timeout=TIMEOUT, retry=RETRY)
         # The served generation comes back in X-Goog-Generation; never accept another one.
         if blob.generation != ref.generation:
             raise NotFound(f"{ref.identity}: the server served generation {blob.generation}")

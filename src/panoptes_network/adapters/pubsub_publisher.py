@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from google.api_core import exceptions as api
 from google.api_core import retry as retries
-from google.cloud import pubsub_v1
+from google.cloud.pubsub_v1 import PublisherClient
 
 from panoptes_network.core.errors import TransientError
 
@@ -43,16 +43,16 @@ RETRY = retries.Retry(
 class PubSubPublisher:
     """Implements ``Publisher`` with one ``PublisherClient`` per instance, created on first use."""
 
-    def __init__(self, project: str, client: pubsub_v1.PublisherClient | None = None) -> None:
+    def __init__(self, project: str, client: PublisherClient | None = None) -> None:
         self.project = project
         self._client = client
         self._lock = threading.Lock()
 
     @property
-    def client(self) -> pubsub_v1.PublisherClient:
+    def client(self) -> PublisherClient:
         with self._lock:
             if self._client is None:
-                self._client = pubsub_v1.PublisherClient()
+                self._client = PublisherClient()
             return self._client
 
     def publish(self, topic: str, data: bytes, attributes: Mapping[str, str]) -> str:

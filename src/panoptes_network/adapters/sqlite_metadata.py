@@ -7,6 +7,7 @@ Several processes of the embedded runner share the file, so every write is one s
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sqlite3
 import threading
@@ -46,6 +47,11 @@ def _decode(obj: dict[str, Any]) -> Any:
     if obj.keys() == {GEO_TAG}:
         return GeoPoint(*obj[GEO_TAG])
     return obj
+
+
+def _added(amounts: Mapping[str, float], current: dict[str, Any]) -> dict[str, Any]:
+    """``current`` with ``amounts`` added to its fields (a missing field counts as 0)."""
+    return {**current, **{k: current.get(k, 0) + v for k, v in amounts.items()}}
 
 
 class SqliteMetadata:
@@ -163,15 +169,7 @@ class SqliteMetadata:
             if cursor.rowcount != 1:
                 return False
             for (target, target_id), amounts in increments.items():
-                self._merge(
-                    db,
-                    target,
-                    target_id,
-                    lambda current, amounts=amounts: {
-                        **current,
-                        **{k: current.get(k, 0) + v for k, v in amounts.items()},
-                    },
-                )
+                self._merge(db, target, target_id, functools.partial(_added, amounts))
             return True
 
     def list(

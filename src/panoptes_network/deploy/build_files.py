@@ -153,7 +153,8 @@ def one_service_build() -> dict[str, Any]:
 
 def as_yaml(document: dict[str, Any], title: str) -> str:
     """A build config as YAML with a header saying where it comes from."""
-    return f"# {title}\n# {GENERATED}\n" + yaml.safe_dump(document, sort_keys=False, width=1000)
+    body: str = yaml.safe_dump(document, sort_keys=False, width=1000)
+    return f"# {title}\n# {GENERATED}\n{body}"
 
 
 def generated_files(deployments: Sequence[ServiceDeployment], buckets: dict[str, str]) -> dict[Path, str]:

@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from panoptes_network.adapters.sql_tables import define_tables
 
@@ -27,7 +27,7 @@ HEADER = (
 def postgresql_ddl() -> str:
     """``CREATE TABLE`` and ``CREATE INDEX`` statements, one per paragraph, each ending in ``;``
     (unqualified: they land in the schema of the session that runs them)."""
-    dialect = postgresql.dialect()
+    dialect = PGDialect()  # the DDL compiler alone: no database driver involved
     statements = []
     for table in define_tables().sorted_tables:
         statements.append(str(sa.schema.CreateTable(table, if_not_exists=True).compile(dialect=dialect)))

@@ -106,7 +106,10 @@ class PushVerifier:
         try:
             key_id = google.auth.jwt.decode_header(token).get("kid")
             certs = self.certificates.certs_for(key_id)
-            return google.auth.jwt.decode(token, certs=certs, audience=None, clock_skew_in_seconds=CLOCK_SKEW_S)
+            claims: Mapping[str, Any] = google.auth.jwt.decode(
+                token, certs=certs, audience=None, clock_skew_in_seconds=CLOCK_SKEW_S
+            )
+            return claims
         except (ValueError, google.auth.exceptions.GoogleAuthError) as exc:
             raise PushAuthFailure(Outcome.UNAUTHENTICATED, f"invalid token: {exc}") from exc
 

@@ -72,11 +72,11 @@ _env_lock = threading.Lock()  # patched_env changes the whole process's environm
 def create_topics(pubsub_host: str, project: str, topology: Topology) -> None:
     """The topology's topics, and each service's dead-letter topic with the pull subscription
     that keeps its messages (as bin/deploy infra makes them)."""
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
     with _env_lock, patched_env({"PUBSUB_EMULATOR_HOST": pubsub_host}):
-        publisher = pubsub_v1.PublisherClient()
-        subscriber = pubsub_v1.SubscriberClient()
+        publisher = PublisherClient()
+        subscriber = SubscriberClient()
     for topic in topology.topics:
         publisher.create_topic(name=publisher.topic_path(project, topic))
     with subscriber:
@@ -91,11 +91,9 @@ def create_topics(pubsub_host: str, project: str, topology: Topology) -> None:
 
 def create_buckets(gcs_url: str, project: str, settings: Settings) -> None:
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from google.cloud.storage import Client
 
-    client = storage.Client(
-        project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_url}
-    )
+    client = Client(project=project, credentials=AnonymousCredentials(), client_options={"api_endpoint": gcs_url})
     for name in settings.buckets.values():
         client.create_bucket(name)
 
@@ -103,11 +101,11 @@ def create_buckets(gcs_url: str, project: str, settings: Settings) -> None:
 def create_push_subscriptions(pubsub_host: str, project: str, topology: Topology, endpoints: Mapping[str, str]) -> None:
     """One push subscription per service, with the ack deadline of the topology, a retry policy,
     and a dead-letter topic after MAX_DELIVERY_ATTEMPTS failed pushes."""
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import SubscriberClient
     from google.protobuf import duration_pb2
 
     with _env_lock, patched_env({"PUBSUB_EMULATOR_HOST": pubsub_host}):
-        subscriber = pubsub_v1.SubscriberClient()
+        subscriber = SubscriberClient()
     with subscriber:
         for service in topology.services:
             subscriber.create_subscription(

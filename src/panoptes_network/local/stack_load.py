@@ -122,7 +122,8 @@ def upload_all(bucket: Any, frames: Sequence[LoadFrame], threads: int = UPLOAD_T
 
 
 def final_step_done(image: dict[str, Any] | None) -> bool:
-    return ((image or {}).get("steps") or {}).get(FINAL_STEP, {}).get("state") == "done"
+    state: str | None = ((image or {}).get("steps") or {}).get(FINAL_STEP, {}).get("state")
+    return state == "done"
 
 
 def settled(frame: LoadFrame, image: dict[str, Any] | None) -> bool:

@@ -8,6 +8,7 @@ dead letter, so a crash between the two can only duplicate a message, never lose
 
 from __future__ import annotations
 
+import builtins
 import concurrent.futures
 import dataclasses
 import json
@@ -63,12 +64,12 @@ class DeadLetterQueue:
     """The dead-letter subscriptions of a project's services (Pub/Sub or its emulator)."""
 
     def __init__(self, project: str, topology: Topology, subscriber: Any = None, publisher: Any = None) -> None:
-        from google.cloud import pubsub_v1
+        from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
         self.project = project
         self.topology = topology
-        self.subscriber = subscriber or pubsub_v1.SubscriberClient()
-        self.publisher = publisher or pubsub_v1.PublisherClient()
+        self.subscriber = subscriber or SubscriberClient()
+        self.publisher = publisher or PublisherClient()
 
     def _services(self, step: str | None) -> list[Service]:
         return [self.topology.service(step)] if step else list(self.topology.services)
@@ -116,7 +117,8 @@ class DeadLetterQueue:
         with concurrent.futures.ThreadPoolExecutor(len(services)) as pool:
             return [letter for letters in pool.map(pull_and_release, services) for letter in letters]
 
-    def replay(self, step: str | None = None, message_ids: set[str] | None = None) -> list[DeadLetter]:
+    # builtins.list: in this class body, ``list`` names the method above
+    def replay(self, step: str | None = None, message_ids: set[str] | None = None) -> builtins.list[DeadLetter]:
         """Publish dead letters back to their service's topic (all, or those named), then ack them."""
         replayed: list[DeadLetter] = []
         for service in self._services(step):

@@ -236,7 +236,7 @@ def _order_statistic(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, fraction:
     above = np.minimum(below + 1, np.maximum(hi - 1, 0))
     index = np.arange(rows.shape[0])
     weight = (position - below).astype(np.float32)
-    return rows[index, below] * (1 - weight) + rows[index, above] * weight
+    return np.asarray(rows[index, below] * (1 - weight) + rows[index, above] * weight, dtype=np.float32)
 
 
 def clipped_stats(rows: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -273,7 +273,7 @@ def _fill_and_filter(grid: np.ndarray, good: np.ndarray, filter_size: int) -> np
         ring = (known == 0) & (counts > 0)
         grid[ring] = sums[ring] / counts[ring]
         known[ring] = 1.0
-    return ndimage.median_filter(grid, size=filter_size, mode="nearest").astype(np.float32)
+    return np.asarray(ndimage.median_filter(grid, size=filter_size, mode="nearest"), dtype=np.float32)
 
 
 def estimate_channel(
@@ -317,7 +317,9 @@ def estimate_channel(
 def _spline_weights(meshes: int, mesh: int, size: int) -> np.ndarray:
     """(size, meshes) weights of a cubic spline zoom from mesh centres to pixels (as photutils'
     BkgZoomInterpolator: scipy order 3, grid mode, reflect), cropped to the channel size."""
-    weights = ndimage.zoom(np.eye(meshes), (mesh, 1), order=3, grid_mode=True, mode="reflect")[:size].astype(np.float32)
+    weights = np.asarray(
+        ndimage.zoom(np.eye(meshes), (mesh, 1), order=3, grid_mode=True, mode="reflect")[:size], dtype=np.float32
+    )
     weights.setflags(write=False)  # shared by every call (cached)
     return weights
 
@@ -326,7 +328,7 @@ def expand(grid: np.ndarray, mesh: int, shape: tuple[int, int]) -> np.ndarray:
     """The smooth full channel-grid map from a mesh grid: a separable cubic spline, two products."""
     rows = _spline_weights(grid.shape[0], mesh, shape[0])
     cols = _spline_weights(grid.shape[1], mesh, shape[1])
-    return rows @ (grid.astype(np.float32) @ cols.T)
+    return np.asarray(rows @ (grid.astype(np.float32) @ cols.T), dtype=np.float32)
 
 
 def estimate(raw: np.ndarray, header: Mapping[str, Any], settings: BackgroundSettings) -> Background:

@@ -90,7 +90,7 @@ def half_size(mosaic: np.ndarray, pattern: str) -> dict[str, np.ndarray]:
     """R, G and B planes of one pixel per 2x2 cell (odd trailing rows/columns dropped)."""
     check_pattern(pattern)
     rows, cols = mosaic.shape[0] // 2 * 2, mosaic.shape[1] // 2 * 2
-    phases = {}
+    phases: dict[str, list[np.ndarray]] = {}
     for index, color in enumerate(pattern):
         phases.setdefault(color, []).append(mosaic[index // 2 : rows : 2, index % 2 : cols : 2])
     planes = {}

@@ -77,9 +77,10 @@ def analyse_frame(
 def stamp_rows(analysis: FrameAnalysis, image_id: str, sequence_id: str) -> list[dict[str, Any]]:
     """One row per matched source, in the columns of the ``stamps`` table (pixels as float32 arrays)."""
     matches, sources, stars = analysis.matches, analysis.sources, analysis.stars
-    if matches is None or stars is None or analysis.stamps is None:
+    stamps, stamp_x0, stamp_y0 = analysis.stamps, analysis.stamp_x0, analysis.stamp_y0
+    if matches is None or stars is None or stamps is None or stamp_x0 is None or stamp_y0 is None:
         return []
-    size = analysis.stamps.shape[1] if len(analysis.stamps) else 0
+    size = stamps.shape[1] if len(stamps) else 0
     rows = []
     for k, (s, c) in enumerate(zip(matches.source_index.tolist(), matches.catalog_index.tolist())):
         rows.append(
@@ -106,11 +107,11 @@ def stamp_rows(analysis: FrameAnalysis, image_id: str, sequence_id: str) -> list
                 "flags": int(sources.flags[s]),
                 "separation_arcsec": float(matches.separation_arcsec[k]),
                 "duplicate": bool(matches.duplicate[k]),
-                "stamp_x0": int(analysis.stamp_x0[k]),
-                "stamp_y0": int(analysis.stamp_y0[k]),
+                "stamp_x0": int(stamp_x0[k]),
+                "stamp_y0": int(stamp_y0[k]),
                 "stamp_width": size,
                 "stamp_height": size,
-                "pixels": analysis.stamps[k],
+                "pixels": stamps[k],
             }
         )
     return rows

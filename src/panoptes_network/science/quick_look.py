@@ -32,9 +32,8 @@ class QuickLookSettings:
 def binned(frame: np.ndarray, factor: int) -> np.ndarray:
     """Mean over ``factor`` x ``factor`` blocks (edges that do not fill a block are dropped)."""
     rows, cols = frame.shape[0] // factor * factor, frame.shape[1] // factor * factor
-    return (
-        frame[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3), dtype=np.float32)
-    )
+    blocks = frame[:rows, :cols].reshape(rows // factor, factor, cols // factor, factor)
+    return np.asarray(blocks.mean(axis=(1, 3), dtype=np.float32), dtype=np.float32)
 
 
 def asinh_stretch(image: np.ndarray) -> np.ndarray:
@@ -47,7 +46,7 @@ def asinh_stretch(image: np.ndarray) -> np.ndarray:
     low, high = median - sigma, max(float(np.percentile(finite, 99.8)), median + 10 * sigma)
     soft = 3 * sigma
     scaled = np.arcsinh(np.clip(np.nan_to_num(image, nan=low) - low, 0, None) / soft) / math.asinh((high - low) / soft)
-    return (np.clip(scaled, 0, 1) * 255).round().astype(np.uint8)
+    return np.asarray((np.clip(scaled, 0, 1) * 255).round(), dtype=np.uint8)
 
 
 def grid_step(span_deg: float, lines: int) -> float:

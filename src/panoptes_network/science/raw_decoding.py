@@ -30,13 +30,20 @@ class DecodedRaw:
     preview: bytes | np.ndarray | None  # the raw's own preview: JPEG bytes, an RGB bitmap, or None
 
 
+def bayer_indices(raw: rawpy.RawPy) -> list[int]:
+    """LibRaw's 2x2 layout row by row as colour indices (into ``color_desc`` and the per-channel
+    black levels)."""
+    pattern = raw.raw_pattern
+    if pattern is None or pattern.shape != (2, 2):
+        desc = raw.color_desc.decode("ascii")
+        raise BadInput(f"not a 2x2 Bayer sensor (LibRaw colours {desc!r}); only Bayer raws are converted")
+    return [int(i) for i in pattern.flatten()]
+
+
 def bayer_pattern(raw: rawpy.RawPy) -> str:
     """LibRaw's 2x2 layout as letters, e.g. ``RGGB`` or ``GRBG`` (its second green is G)."""
     desc = raw.color_desc.decode("ascii")
-    pattern = raw.raw_pattern
-    if pattern is None or pattern.shape != (2, 2):
-        raise BadInput(f"not a 2x2 Bayer sensor (LibRaw colours {desc!r}); only Bayer raws are converted")
-    letters = "".join(desc[int(i)] for i in pattern.flatten())
+    letters = "".join(desc[i] for i in bayer_indices(raw))
     if sorted(letters) != ["B", "G", "G", "R"]:
         raise BadInput(f"unsupported colour filter layout {letters!r} (expected a Bayer RGGB-type layout)")
     return letters
@@ -62,7 +69,7 @@ def decode(data: bytes, what: str) -> DecodedRaw:
             mosaic = raw.raw_image_visible.copy()
             pattern = bayer_pattern(raw)
             by_channel = raw.black_level_per_channel
-            blacks = tuple(int(by_channel[int(i)]) for i in raw.raw_pattern.flatten())
+            blacks = tuple(int(by_channel[i]) for i in bayer_indices(raw))
             white = int(raw.white_level)
             preview = embedded_preview(raw)
     except UNREADABLE as exc:

@@ -123,7 +123,7 @@ def spread_selection(sources: Sources, shape: tuple[int, int], settings: SolveSe
     ranked, cells = usable[order], cell[order]
     rank = np.arange(len(ranked)) - np.searchsorted(cells, cells)  # position within its cell
     keep = rank < settings.per_cell
-    return ranked[keep][np.lexsort((-sources.flux[ranked[keep]], rank[keep]))]
+    return np.asarray(ranked[keep][np.lexsort((-sources.flux[ranked[keep]], rank[keep]))], dtype=np.intp)
 
 
 def write_star_list(path: Path, sources: Sources, index: np.ndarray) -> None:

@@ -62,9 +62,9 @@ def superpixels(frame: np.ndarray) -> np.ndarray:
 
 def superpixel_rms(rms: np.ndarray | float, shape: tuple[int, int]) -> np.ndarray | float:
     """The RMS of a sum of four pixels: the root of the summed variances."""
-    if np.isscalar(rms):
+    if not isinstance(rms, np.ndarray):
         return 2.0 * float(rms)
-    return np.sqrt(superpixels(np.square(np.asarray(rms, dtype=np.float32))))
+    return np.asarray(np.sqrt(superpixels(np.square(np.asarray(rms, dtype=np.float32)))), dtype=np.float32)
 
 
 def detect_sources(

@@ -59,7 +59,7 @@ def bayer_sky(shape: tuple[int, int]) -> np.ndarray:
     level[0::2, 1::2] = CHANNEL_SKY["G1"]
     level[1::2, 0::2] = CHANNEL_SKY["G2"]
     level[1::2, 1::2] = CHANNEL_SKY["B"]
-    return level * smooth
+    return np.asarray(level * smooth, dtype=np.float32)
 
 
 def add_stars(image: np.ndarray, count: int, rng: np.random.Generator, fwhm: float = 2.5) -> None:

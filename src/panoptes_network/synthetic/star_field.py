@@ -113,4 +113,4 @@ def wcs_error_px(solved: WCS, truth: WCS, shape: tuple[int, int], step: int = 10
     gx, gy = np.meshgrid(np.arange(10, cols - 10, step, dtype=float), np.arange(10, rows - 10, step, dtype=float))
     ra, dec = solved.all_pix2world(gx.ravel(), gy.ravel(), 0)
     tx, ty = truth.all_world2pix(ra, dec, 0)
-    return np.hypot(tx - gx.ravel(), ty - gy.ravel())
+    return np.asarray(np.hypot(tx - gx.ravel(), ty - gy.ravel()), dtype=np.float64)
