@@ -30,6 +30,7 @@ from panoptes_network.core.errors import AlreadyExists, NotFound, PreconditionFa
 from panoptes_network.core.messages import ObjectRef
 from panoptes_network.local.emulators import free_port
 from polling import returns_within, wait_for
+from step_harness import drain_messages
 
 RAW = "PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz"
 ACK_DEADLINE_SECONDS = 30  # a push's: an unreachable backend must be a TransientError well before it
@@ -173,11 +174,7 @@ class QueueChannel:
         pass
 
     def receive(self, topic: str, count: int) -> Received:
-        messages = []
-        while (message := self.publisher.pop()) is not None:
-            if message.topic == topic:
-                messages.append((message.data, dict(message.attributes)))
-        return messages
+        return [(m.data, dict(m.attributes)) for m in drain_messages(self.publisher) if m.topic == topic]
 
 
 class PubSubChannel:

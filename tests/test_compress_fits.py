@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import threading
 import warnings
@@ -11,7 +12,6 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from panoptes_network.core.context import Context
 from panoptes_network.core.errors import TransientError
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.science.lossless_compression import compress_verified
@@ -131,7 +131,7 @@ class FailingWrites:
 
 def test_a_failing_upload_leaves_the_original(stored) -> None:
     context, _, ref, original = stored
-    failing = Context(context.settings, FailingWrites(context.storage), context.publisher, context.metadata)
+    failing = dataclasses.replace(context, storage=FailingWrites(context.storage))
     assert deliver(failing, "compress-fits", message_for(ref)).outcome is Outcome.TRANSIENT
     assert context.storage.read(ref) == original
     assert context.storage.stat(RAW, NAME + ".fz") is None
@@ -156,7 +156,7 @@ class ReplacedWhileReading:
 def test_a_newer_upload_of_the_same_name_is_never_deleted(stored) -> None:
     context, _, ref, _ = stored
     replacing = ReplacedWhileReading(context.storage)
-    racing = Context(context.settings, replacing, context.publisher, context.metadata)
+    racing = dataclasses.replace(context, storage=replacing)
     handled = deliver(racing, "compress-fits", message_for(ref))
     assert handled.outcome is Outcome.DONE
     assert context.storage.read(replacing.newer) == b"SIMPLE  = newer upload"

@@ -22,7 +22,7 @@ from fixtures_servers import POSTGRES, postgres_engine
 from panoptes_network.adapters.sql_tables import define_tables, engine_for, ready_tables
 from panoptes_network.adapters.stamp_database import image_stamps, pixels_from_bytes, replace_image_stamps
 from panoptes_network.deploy.sql_schema import SCHEMA_FILE, schema_file_text
-from test_plate_solve_database import stamp_row
+from plate_solver_inputs import stamp_row
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -26,14 +26,11 @@ from panoptes_network.adapters.reference_catalog import SqlCatalog, TychoIndexCa
 from panoptes_network.adapters.stamp_database import (
     image_stamps,
     pixels_from_bytes,
-    pixels_to_bytes,
     replace_image_stamps,
 )
-from panoptes_network.core.context import local_context
-from panoptes_network.core.messages import parse_step_message
-from panoptes_network.core.settings import Settings
 from panoptes_network.steps.plate_solve import PlateSolveSettings, process
-from test_plate_solve import put_inputs
+from plate_solver_inputs import put_inputs, stamp_row
+from step_harness import local
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 
@@ -56,17 +53,6 @@ def database(request, tmp_path: Path) -> tuple[str, str | None]:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'stamps.sqlite'}", None
     return POSTGRES, request.getfixturevalue("postgres_schema")
-
-
-def stamp_row(image_id: str, source_id: int, pixels: np.ndarray) -> dict:
-    return {
-        "image_id": image_id, "source_id": source_id, "sequence_id": "PAN001_XXXXXX_20160909T081152",
-        "catalog": "tycho2", "catalog_id": f"J{source_id}", "catalog_ra": 303.0, "catalog_dec": 46.0,
-        "catalog_mag": 10.0, "catalog_x": 1.0, "catalog_y": 2.0, "x": 1.1, "y": 2.1, "ra": 303.0, "dec": 46.0,
-        "flux": 1000.0, "flux_err": 10.0, "peak": 100.0, "fwhm": 2.5, "ellipticity": 0.1, "flags": 0,
-        "separation_arcsec": 1.0, "duplicate": False, "stamp_x0": 0, "stamp_y0": 0, "stamp_width": 10,
-        "stamp_height": 10, "pixels": pixels_to_bytes(pixels),
-    }  # fmt: skip
 
 
 def test_replacing_an_images_stamps_never_duplicates_them(database) -> None:
@@ -165,10 +151,9 @@ def test_the_step_writes_stamps_to_postgresql_matched_against_the_sql_catalog(
     tic_subset.write(path, format="fits")
     load_catalog_file(path, POSTGRES, postgres_schema)
     settings = PlateSolveSettings(catalog="sql", database_url=POSTGRES, database_schema=postgres_schema)
-    context = local_context(Settings(data_dir=tmp_path), tmp_path)[0]
+    context = local(tmp_path)[0]
     with fits.open(test_data / "panoptes" / "unsolved.fits") as hdus:
-        push = put_inputs(context, hdus[0].data.copy(), hdus[0].header.copy())
-    message = parse_step_message(push)
+        message = put_inputs(context, hdus[0].data.copy(), hdus[0].header.copy())
     for _ in range(2):  # a reprocessing replaces the rows
         result = process(context, message, settings)
         context.metadata.replace_field("images", message.image_id, ("steps", "plate-solver"), {})

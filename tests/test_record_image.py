@@ -105,7 +105,7 @@ def test_a_large_fz_costs_only_a_few_header_blocks(tmp_path: Path, big_fz: bytes
     context, queue = local(tmp_path)
     ref = store(context, "PAN000/SC5348/20261124T080000/20261124T080203.fits.fz", big_fz)
     counting = CountingStorage(context.storage)
-    metered = Context(context.settings, counting, context.publisher, context.metadata)
+    metered = dataclasses.replace(context, storage=counting)
     assert deliver(metered, "record-image", message_for(ref)).outcome is Outcome.DONE
     assert counting.whole_reads == 0
     assert 0 < counting.range_bytes < 64 * 1024
@@ -201,10 +201,8 @@ def test_counters_are_exact_under_redelivery_and_concurrency_sqlite(tmp_path: Pa
 
 @pytest.mark.stack
 def test_counters_are_exact_under_redelivery_and_concurrency_firestore(tmp_path: Path, firestore_project: str) -> None:
-    local_context_, queue = local(tmp_path)
-    context = Context(
-        local_context_.settings, local_context_.storage, local_context_.publisher, FirestoreMetadata(firestore_project)
-    )
+    local_stand_ins, queue = local(tmp_path)
+    context = dataclasses.replace(local_stand_ins, metadata=FirestoreMetadata(firestore_project))
     messages = [message_for(ref) for ref in frames(context, 3)]
     drain(queue)
     outcomes = deliver_many(context, messages, copies=5)
