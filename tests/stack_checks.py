@@ -1,34 +1,52 @@
-"""What the stack tests check from outside: waiting, the services' request logs, the storage
-server's access log, and "this image went through every step exactly once"."""
+"""What the stack tests check from outside: messages on pull subscriptions, the services'
+request logs, the storage server's access log, and "this image went through every step exactly
+once"."""
 
 from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
+from collections.abc import Callable
 from typing import Any
-
-import pytest
 
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
+from polling import wait_for
 
-DEADLINE_SECONDS = 240
+DEADLINE_SECONDS = 240  # a full frame through the chain on a busy machine (the solve alone is ~20 s)
 CHAIN = ("image-received", "record-image", "subtract-background", "plate-solver")
 FOLLOW_ON_TOPICS = ("record-image", "subtract-background", "plate-solve")
 
 
-def wait_for(check, what: str, seconds: float = DEADLINE_SECONDS):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not happen within {seconds} s")
+def pull_once(subscriber: Any, subscription: str) -> list[Any]:
+    """One pull on ``subscription``: the messages it brought (acknowledged), perhaps none."""
+    response = subscriber.pull(request={"subscription": subscription, "max_messages": 10}, timeout=5)
+    if response.received_messages:
+        subscriber.acknowledge(
+            request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
+        )
+    return [m.message for m in response.received_messages]
+
+
+def pull_messages(subscriber: Any, subscription: str, seconds: float) -> list[Any]:
+    """The messages of the first pull on ``subscription`` that brings any."""
+    return wait_for(lambda: pull_once(subscriber, subscription), f"a message on {subscription}", seconds)
+
+
+def pull_matching(subscriber: Any, subscription: str, matches: Callable[[dict], bool], seconds: float) -> dict:
+    """The data of the first message on ``subscription`` that ``matches`` (others are dropped:
+    other tests' images travel the same topics)."""
+    seen: list[dict] = []
+
+    def pulled() -> list[dict]:
+        seen.extend(json.loads(m.data) for m in pull_once(subscriber, subscription))
+        return seen
+
+    wait_for(pulled, f"a matching message on {subscription}", seconds, until=lambda data: any(map(matches, data)))
+    return next(data for data in seen if matches(data))
 
 
 class Watch:
@@ -64,9 +82,14 @@ class Watch:
     def image(self, image_id: str) -> dict:
         return self.db.collection("images").document(image_id).get().to_dict() or {}
 
-    def step_done(self, image_id: str, step: str) -> dict | None:
-        image = self.image(image_id)
-        return image if image.get("steps", {}).get(step, {}).get("state") == "done" else None
+    def wait_for_step(self, image_id: str, step: str, seconds: float) -> dict:
+        """The image document once ``step`` is done on it."""
+        return wait_for(
+            lambda: self.image(image_id),
+            f"{step} finishing {image_id}",
+            seconds,
+            until=lambda image: image.get("steps", {}).get(step, {}).get("state") == "done",
+        )
 
     def published(self, topic: str) -> list[Any]:
         """Every message published on ``topic`` since the watch began (``PubsubMessage``); pulls
@@ -123,7 +146,7 @@ def assert_completed_once(watch: Watch, name: str, image_id: str, republished_ok
     message per follow-on topic (``republished_ok``: copies of that one message, as when an attempt
     published but could not record its outcome), no lease left. Returns the image document."""
     stack, db = watch.stack, watch.db
-    image = wait_for(lambda: watch.step_done(image_id, "plate-solver"), "the plate-solver finishing the image")
+    image = watch.wait_for_step(image_id, "plate-solver", DEADLINE_SECONDS)
     assert image["status"] == "solved"
     assert {step: image["steps"][step]["state"] for step in CHAIN} == {step: "done" for step in CHAIN}
     assert sorted(r["step"] for r in request_lines(stack, image_id) if r["outcome"] == "done") == sorted(CHAIN)
@@ -165,5 +188,10 @@ def assert_completed_once(watch: Watch, name: str, image_id: str, republished_ok
         assert all(copy == (1, 1) for copy in copies.values()), copies
     leases = db.collection("leases")
     # Released just after the done record is written: give the last attempt a moment.
-    wait_for(lambda: not [lease.id for lease in leases.stream() if lease.id.endswith(image_id)], "leases released", 10)
+    wait_for(
+        lambda: [lease.id for lease in leases.stream() if lease.id.endswith(image_id)],
+        "leases released",
+        10,
+        until=lambda held: not held,
+    )
     return image

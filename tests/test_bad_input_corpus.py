@@ -1,23 +1,22 @@
-"""Junk through every step: each ends as a recorded rejection (or a 400), quickly, with
+"""Junk through every step: each ends as a recorded rejection (or a 400), without hanging, with
 nothing else touched — the input stays as it was and no output appears anywhere."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, storage_notification
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.core.step_shell import run_step
 from panoptes_network.core.topology import load_topology
+from polling import returns_within
 from step_harness import RAW, deliver, drain, local, message_for
 
 SEQUENCE = "PAN001/14d3bd/20181011T134202"
 EXTENSION = {"compress-fits": "fits", "record-image": "fits.fz", "make-rgb-fits": "cr2",
              "subtract-background": "fits.fz", "plate-solver": "fits.fz"}  # fmt: skip
-BOUND_SECONDS = 30
+HANG_SECONDS = 60  # far beyond a rejection, short of a solve's budget: a bound, not a speed
 
 
 def truncated_fits(test_data: Path) -> bytes:
@@ -53,9 +52,7 @@ def test_junk_is_rejected_and_nothing_is_touched(tmp_path: Path, test_data: Path
     drain(queue)
     before = everything(context)
     message = message_with_background(ref) if service == "plate-solver" else message_for(ref)
-    started = time.monotonic()
-    handled = deliver(context, service, message)
-    assert time.monotonic() - started < BOUND_SECONDS
+    handled = returns_within(lambda: deliver(context, service, message), f"{service} answering", HANG_SECONDS)
     assert handled.outcome is Outcome.REJECTED, (handled.outcome, handled.reason)
     assert handled.reason
     assert everything(context) == before and context.storage.read(ref) == data
@@ -86,9 +83,8 @@ def test_a_message_for_a_generation_that_no_longer_exists_is_rejected(tmp_path: 
 )  # fmt: skip
 def test_odd_names_are_recorded_not_routed(tmp_path: Path, name: str) -> None:
     context, queue = local(tmp_path)
-    service = load_topology().service("image-received")
     data, attributes = storage_notification(ObjectRef(RAW, name, 7), 10)
-    handled = run_step(service, service.step_module().STEP, context, PushMessage("m", data, attributes))
+    handled = deliver(context, "image-received", PushMessage("m", data, attributes))
     assert handled.outcome in (Outcome.REJECTED, Outcome.IGNORED)
     assert drain(queue) == [] and context.metadata.list("images") == []
     [(_, record)] = context.metadata.list("objects")

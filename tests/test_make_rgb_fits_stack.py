@@ -4,8 +4,6 @@ carries it on to record-image."""
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 
 import pytest
@@ -13,7 +11,8 @@ import pytest
 from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.synthetic.camera_raw import make_raw, raw_path
 from panoptes_network.synthetic.frames import FrameSpec
-from test_stack import pull_one
+from polling import wait_for
+from stack_checks import pull_matching
 
 pytestmark = pytest.mark.stack
 
@@ -22,24 +21,7 @@ SPEC = FrameSpec(unit_id="PAN013", camera_id="0a1b2c", shape=(600, 900), stars=4
 
 
 def wait_for_blob(bucket, name: str):
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        blob = bucket.get_blob(name)
-        if blob is not None:
-            return blob
-        time.sleep(0.3)
-    pytest.fail(f"no {bucket.name}/{name} within {DEADLINE_SECONDS} s")
-
-
-def pull_matching(subscriber, subscription: str, name: str) -> dict:
-    """The first message on ``subscription`` about object ``name``."""
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        for message in pull_one(subscriber, subscription):
-            data = json.loads(message.data)
-            if data.get("name") == name:
-                return data
-    pytest.fail(f"no message about {name} on {subscription} within {DEADLINE_SECONDS} s")
+    return wait_for(lambda: bucket.get_blob(name), f"{bucket.name}/{name}", DEADLINE_SECONDS, every=0.3)
 
 
 def test_an_uploaded_cr2_becomes_fits_and_a_preview_and_reaches_record_image(local_stack: LocalStack) -> None:
@@ -61,6 +43,8 @@ def test_an_uploaded_cr2_becomes_fits_and_a_preview_and_reaches_record_image(loc
         for suffix in ("_r.fits", "_g.fits", "_b.fits"):
             assert wait_for_blob(rgb_bucket, base + suffix).size > 600 * 900 * 2
         assert wait_for_blob(rgb_bucket, f"{base}.jpg").download_as_bytes()[:2] == b"\xff\xd8"
-        message = pull_matching(subscriber, subscription, f"{base}.fits.fz")
+        message = pull_matching(
+            subscriber, subscription, lambda data: data.get("name") == f"{base}.fits.fz", DEADLINE_SECONDS
+        )
         assert message["generation"] == fits_fz.generation
         assert message["image_id"] == "PAN013_0a1b2c_" + base.rsplit("/", 1)[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
@@ -20,20 +19,7 @@ from panoptes_network.core.messages import (
     parse_storage_notification,
     storage_notification,
 )
-
-
-def envelope(data: bytes, attributes: dict[str, str] | None = None, message_id: str = "1") -> bytes:
-    return json.dumps(
-        {
-            "message": {
-                "data": base64.b64encode(data).decode(),
-                "attributes": attributes or {},
-                "messageId": message_id,
-                "publishTime": "2026-11-24T00:00:00Z",
-            },
-            "subscription": "projects/p/subscriptions/s",
-        }
-    ).encode()
+from step_harness import envelope
 
 
 def test_a_push_envelope_round_trips() -> None:

@@ -16,26 +16,24 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image
 
-from panoptes_network.adapters.backends import local_context
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.core.context import Context
-from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
+from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.core.settings import Settings
-from panoptes_network.core.step_shell import run_step
 from panoptes_network.core.topology import load_topology
 from panoptes_network.science import background_model, fits_codec
 from panoptes_network.science.catalog_stars import angular_distance
 from panoptes_network.science.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
 from panoptes_network.science.postage_stamps import stamp_origins
 from panoptes_network.science.solve_field import SolveSettings, spread_selection
-from panoptes_network.steps.plate_solve import STEP
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field, wcs_error_px
+from plate_solver_inputs import CROP_PATH, put_inputs
+from step_harness import deliver
+from step_harness import local as local_stand_ins
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 
 SERVICE = load_topology().service("plate-solver")
-CROP_PATH = "PAN001/XXXXXX/20160909T081152/20160909T081314.fits.fz"
 TIER_LIMIT_S = sum(tier.cpu_limit_s for tier in SolveSettings().tiers)
 
 
@@ -141,40 +139,21 @@ def without_hints(header: fits.Header) -> fits.Header:
     return header
 
 
-# --- the step, through run_step on the local stand-ins -------------------------------------------
-
-
-def put_inputs(context: Context, raw: np.ndarray, header: fits.Header, name: str = CROP_PATH) -> PushMessage:
-    """The raw .fits.fz and its background file in their buckets, and the message subtract-background sends."""
-    settings = background_model.BackgroundSettings()
-    raw_ref = context.storage.write_new("panoptes-raw-images", name, fits_codec.compressed_file(raw, header))
-    background = background_model.to_fits(background_model.estimate(raw, header, settings), settings)
-    bg_ref = context.storage.write_new(
-        "panoptes-backgrounds", name.replace(".fits.fz", "-background.fits.fz"), background
-    )
-    parts = name.split("/")
-    message = StepMessage(
-        raw_ref,
-        f"{parts[0]}_{parts[1]}_{parts[3].split('.')[0]}",
-        f"{parts[0]}_{parts[1]}_{parts[2]}",
-        {"background": {"bucket": bg_ref.bucket, "name": bg_ref.name, "generation": bg_ref.generation}},
-    )
-    data, attributes = message.encode()
-    return PushMessage(f"m-{raw_ref.generation}", data, attributes)
+# --- the step, through the step harness on the local stand-ins----------------------------------------
 
 
 @pytest.fixture
 def local(tmp_path: Path) -> Context:
-    return local_context(Settings(data_dir=tmp_path), tmp_path)[0]
+    return local_stand_ins(tmp_path)[0]
 
 
 @pytest.fixture(scope="module")
 def solved_run(crop, tmp_path_factory):
     """The step once on the real crop, in its own data dir."""
     data_dir = tmp_path_factory.mktemp("plate-solver")
-    context = local_context(Settings(data_dir=data_dir), data_dir)[0]
+    context = local_stand_ins(data_dir)[0]
     push = put_inputs(context, *crop)
-    return context, push, run_step(SERVICE, STEP, context, push)
+    return context, push, deliver(context, SERVICE.name, push)
 
 
 def test_the_step_records_the_solution_on_the_image(solved_run) -> None:
@@ -228,9 +207,9 @@ def test_quick_look_and_sources_table_sit_beside_the_processed_image(solved_run)
 def test_a_redelivery_is_already_done_and_a_reprocessing_replaces_the_rows(solved_run) -> None:
     context, push, handled = solved_run
     before = context.stamps.rows(handled.image_id)
-    assert run_step(SERVICE, STEP, context, push).outcome is Outcome.ALREADY_DONE
+    assert deliver(context, SERVICE.name, push).outcome is Outcome.ALREADY_DONE
     context.metadata.replace_field("images", handled.image_id, ("steps", "plate-solver"), {})  # forget the run
-    again = run_step(SERVICE, STEP, context, push)
+    again = deliver(context, SERVICE.name, push)
     assert again.outcome is Outcome.DONE
     after = context.stamps.rows(handled.image_id)
     assert len(after) == len(before) and [r["catalog_id"] for r in after] == [r["catalog_id"] for r in before]
@@ -249,7 +228,7 @@ def test_a_redelivery_is_already_done_and_a_reprocessing_replaces_the_rows(solve
 def test_frames_that_cannot_solve_end_unsolved_and_acknowledged(local: Context, test_data: Path, case, make) -> None:
     with fits.open(test_data / "panoptes" / "tiny.fits") as hdus:
         raw, header = make(hdus[0].data.copy(), hdus[0].header.copy())
-    handled = run_step(SERVICE, STEP, local, put_inputs(local, raw, header))
+    handled = deliver(local, SERVICE.name, put_inputs(local, raw, header))
     assert handled.outcome is Outcome.DONE and handled.outcome.acknowledged, handled.reason
     image = local.metadata.get("images", handled.image_id)
     assert image["status"] == "unsolved" and image["solved"] is False and image["unsolved_reason"]
@@ -262,7 +241,6 @@ def test_a_message_without_its_background_is_rejected(local: Context) -> None:
     message = StepMessage(
         ObjectRef("panoptes-raw-images", CROP_PATH, 1), "PAN001_XXXXXX_20160909T081314", "PAN001_XXXXXX_20160909T081152"
     )
-    data, attributes = message.encode()
-    handled = run_step(SERVICE, STEP, local, PushMessage("no-bg", data, attributes))
+    handled = deliver(local, SERVICE.name, message)
     assert handled.outcome is Outcome.REJECTED and "background" in handled.reason
     assert local.metadata.get("images", handled.image_id)["status"] == "rejected"

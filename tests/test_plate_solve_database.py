@@ -21,10 +21,9 @@ from fixtures_servers import POSTGRES
 from panoptes_network.adapters.backends import local_context, sql_catalog
 from panoptes_network.adapters.sql_catalog import SqlCatalog
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
-from panoptes_network.core.messages import parse_step_message
 from panoptes_network.core.settings import Settings
 from panoptes_network.steps.plate_solve import PlateSolveSettings, process
-from test_plate_solve import put_inputs
+from plate_solver_inputs import put_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
 
@@ -102,8 +101,7 @@ def test_the_step_writes_stamps_to_postgresql_matched_against_the_sql_catalog(
     sql_catalog(settings).load_file(path)
     context = local_context(settings, tmp_path)[0]
     with fits.open(test_data / "panoptes" / "unsolved.fits") as hdus:
-        push = put_inputs(context, hdus[0].data.copy(), hdus[0].header.copy())
-    message = parse_step_message(push)
+        message = put_inputs(context, hdus[0].data.copy(), hdus[0].header.copy())
     for _ in range(2):  # a reprocessing replaces the rows
         result = process(context, message, PlateSolveSettings())
         context.metadata.replace_field("images", message.image_id, ("steps", "plate-solver"), {})

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +10,7 @@ from astropy.io import fits
 
 from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.science import fits_codec
+from polling import wait_for
 
 pytestmark = [pytest.mark.stack, pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")]
 
@@ -37,11 +37,10 @@ def test_an_uploaded_frame_is_solved_by_the_service(local_stack: LocalStack, tes
 
 def wait_for_final_status(document, seconds: float = 90) -> dict:
     """The image once plate-solve has decided (or failed), else fail showing how far it got."""
-    deadline = time.monotonic() + seconds
-    image: dict = {}
-    while time.monotonic() < deadline:
-        image = document.get().to_dict() or {}
-        if image.get("status") in ("solved", "unsolved", "rejected", "error"):
-            return image
-        time.sleep(0.5)
-    pytest.fail(f"image not solved within {seconds} s: status {image.get('status')}, steps {image.get('steps')}")
+    return wait_for(
+        lambda: document.get().to_dict() or {},
+        "the image's final status",
+        seconds,
+        until=lambda image: image.get("status") in ("solved", "unsolved", "rejected", "error"),
+        every=0.5,
+    )

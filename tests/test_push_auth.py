@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
+from fixtures_service import client_for, request_lines, upload
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.push_auth import CertificateCache, PushAuthFailure, PushVerifier, fetch_certs
-from test_service import client_for, json_logs, local, request_lines, upload  # noqa: F401 (fixtures)
+from step_harness import drain
 
 AUDIENCE = "https://image-received-123456789.us-central1.run.app"
 EMAIL = "panoptes-invoker@proj.iam.gserviceaccount.com"
@@ -182,7 +183,7 @@ def test_settings_read_push_auth(auth_env, certs) -> None:
     )
 
 
-def test_the_service_answers_401_403_or_runs_the_step(auth_env, keys, local, json_logs) -> None:  # noqa: F811
+def test_the_service_answers_401_403_or_runs_the_step(auth_env, keys, local, json_logs) -> None:
     context, queue = local
     client = client_for(context)
     body = upload(local, "PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz")
@@ -192,7 +193,7 @@ def test_the_service_answers_401_403_or_runs_the_step(auth_env, keys, local, jso
     assert len(queue) == 0 and context.metadata.list("images") == []
     good = {"Authorization": f"Bearer {token(keys['good'][0])}"}
     assert client.post("/", data=body, headers=good).status_code == 204
-    assert queue.pop().topic == "record-image"
+    assert drain(queue) == ["record-image"]
     lines = request_lines(json_logs)
     assert [(line["outcome"], line["status"], line["severity"]) for line in lines] == [
         ("unauthenticated", 401, "WARNING"),
@@ -202,7 +203,7 @@ def test_the_service_answers_401_403_or_runs_the_step(auth_env, keys, local, jso
     assert "Bearer" in lines[0]["reason"] and "audience" in lines[1]["reason"]
 
 
-def test_push_auth_off_is_said_at_boot(monkeypatch, local, json_logs) -> None:  # noqa: F811
+def test_push_auth_off_is_said_at_boot(monkeypatch, local, json_logs) -> None:
     monkeypatch.delenv("PUSH_AUTH_AUDIENCE", raising=False)
     context, _ = local
     client_for(context)
@@ -211,7 +212,7 @@ def test_push_auth_off_is_said_at_boot(monkeypatch, local, json_logs) -> None:  
     assert warning["severity"] == "WARNING" and warning["push_auth"] is False and "OFF" in warning["message"]
 
 
-def test_an_audience_without_an_email_fails_at_boot(monkeypatch, local) -> None:  # noqa: F811
+def test_an_audience_without_an_email_fails_at_boot(monkeypatch, local) -> None:
     monkeypatch.setenv("PUSH_AUTH_AUDIENCE", AUDIENCE)
     monkeypatch.delenv("PUSH_AUTH_EMAIL", raising=False)
     with pytest.raises(ValueError, match="PUSH_AUTH_EMAIL"):

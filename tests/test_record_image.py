@@ -201,8 +201,8 @@ def test_counters_are_exact_under_redelivery_and_concurrency_sqlite(tmp_path: Pa
 
 @pytest.mark.stack
 def test_counters_are_exact_under_redelivery_and_concurrency_firestore(tmp_path: Path, firestore_project: str) -> None:
-    local_context_, queue = local(tmp_path)
-    context = dataclasses.replace(local_context_, metadata=FirestoreMetadata(firestore_project))
+    local_stand_ins, queue = local(tmp_path)
+    context = dataclasses.replace(local_stand_ins, metadata=FirestoreMetadata(firestore_project))
     messages = [message_for(ref) for ref in frames(context, 3)]
     drain(queue)
     outcomes = deliver_many(context, messages, copies=5)

@@ -17,11 +17,11 @@ from astropy.io import fits
 
 from panoptes_network.core.messages import PushMessage
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.core.step_shell import run_step
 from panoptes_network.drivers.cli import main
 from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.operations.reprocessing import (
     Selection,
+    latest_step,
     new_token,
     parse_since,
     plan_rerun,
@@ -30,6 +30,7 @@ from panoptes_network.operations.reprocessing import (
 )
 from panoptes_network.synthetic.frames import FrameSpec, write_frame
 from panoptes_network.synthetic.star_field import StarFieldSpec, frame_spec_for, make_star_field
+from step_harness import deliver, drain, local
 
 SOLVED = "PAN000_SC5348_20261124T080203"
 UNSOLVED = "PAN002_SC5348_20261124T080203"
@@ -131,14 +132,11 @@ def test_a_rerun_runs_a_finished_step_once_per_token_down_the_chain(data_dir: Pa
     assert context.metadata.get("images", SOLVED)["status"] == "solved"
 
     # The same rerun again (a redelivery) and the original message again: both already done.
-    spec = context.topology.service("subtract-background")
-    again = run_step(spec, spec.step_module().STEP, context, PushMessage("again", rerun.data, rerun.attributes))
+    again = deliver(context, "subtract-background", PushMessage("again", rerun.data, rerun.attributes))
     assert again.outcome is Outcome.ALREADY_DONE
     payload = json.loads(rerun.data)
     del payload["rerun"]
-    late = run_step(
-        spec, spec.step_module().STEP, context, PushMessage("late", json.dumps(payload).encode(), rerun.attributes)
-    )
+    late = deliver(context, "subtract-background", PushMessage("late", json.dumps(payload).encode(), rerun.attributes))
     assert late.outcome is Outcome.ALREADY_DONE
     assert list(runner.drain()) == []  # nothing published by either
 
@@ -163,11 +161,14 @@ def test_reprocess_skips_images_whose_input_is_gone_and_dry_run_publishes_nothin
         "plate-solve",
     )
     assert {image_id: doc for image_id, doc in runner.metadata.list("images")} == before
-    assert runner.queue.pop() is None
+    assert drain(runner.queue) == []
 
 
-def test_selection_by_unit_status_and_date(data_dir: Path) -> None:
-    context = EmbeddedRunner(data_dir).context
+def test_selection_by_unit_status_and_date(tmp_path: Path) -> None:
+    context, _ = local(tmp_path)
+    taken = dt.datetime(2026, 11, 24, 8, 2, 3, tzinfo=dt.UTC)
+    context.metadata.create("images", SOLVED, {"unit_id": "PAN000", "status": "solved", "time": taken})
+    context.metadata.create("images", UNSOLVED, {"unit_id": "PAN002", "status": "unsolved", "time": taken})
     ids = lambda selection: [image_id for image_id, _ in select_images(context, selection)]  # noqa: E731
     assert ids(Selection()) == [SOLVED, UNSOLVED]
     assert ids(Selection(unit="PAN002")) == [UNSOLVED]
@@ -178,6 +179,16 @@ def test_selection_by_unit_status_and_date(data_dir: Path) -> None:
     assert parse_since("2026-11-24") == dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
     with pytest.raises(ValueError, match="ISO 8601"):
         parse_since("last tuesday")
+
+
+def test_the_latest_step_is_the_one_that_finished_last() -> None:
+    def finished(minute: int) -> dict:
+        return {"state": "done", "finished": dt.datetime(2026, 11, 24, 8, minute, tzinfo=dt.UTC)}
+
+    steps = {"record-image": finished(2), "plate-solver": finished(9), "subtract-background": finished(5)}
+    assert latest_step({"steps": steps}) == "plate-solver"
+    assert latest_step({"steps": {**steps, "image-received": {"state": "transient"}}}) == "plate-solver"
+    assert latest_step({"steps": {}}) is None and latest_step({}) is None
 
 
 def test_reprocess_of_an_empty_data_dir_says_so(tmp_path: Path, capsys) -> None:

@@ -12,7 +12,8 @@ from panoptes_network.drivers.cli import main
 from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
-from stack_checks import wait_for
+from polling import wait_for
+from stack_checks import DEADLINE_SECONDS
 
 pytestmark = pytest.mark.stack
 
@@ -32,8 +33,9 @@ def test_reprocess_through_the_stack_reruns_the_chain_once(local_stack: LocalSta
     def steps() -> dict:
         return (image_doc.get().to_dict() or {}).get("steps", {})
 
-    wait_for(lambda: steps().get("plate-solver", {}).get("state") == "done", "the first solve")
-    first = steps()
+    first = wait_for(
+        steps, "the first solve", DEADLINE_SECONDS, until=lambda now: now.get("plate-solver", {}).get("state") == "done"
+    )
     processed = gcs.bucket(local_stack.settings.bucket("processed")).get_blob(name)
     capsys.readouterr()
 
@@ -43,12 +45,11 @@ def test_reprocess_through_the_stack_reruns_the_chain_once(local_stack: LocalSta
     [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (row["image_id"], row["step"], row["result"]) == (image_id, "record-image", "published")
 
-    def rerun_finished() -> dict | None:
-        now = steps()
+    def rerun_finished(now: dict) -> bool:
         token = now.get("record-image", {}).get("rerun")
-        return now if token and now.get("plate-solver", {}).get("rerun") == token else None
+        return bool(token) and now.get("plate-solver", {}).get("rerun") == token
 
-    after = wait_for(rerun_finished, "the rerun reaching the plate-solver")
+    after = wait_for(steps, "the rerun reaching the plate-solver", DEADLINE_SECONDS, until=rerun_finished)
     for step in ("record-image", "subtract-background", "plate-solver"):
         assert after[step]["state"] == "done"
         assert after[step]["message_id"] != first[step]["message_id"]

@@ -7,71 +7,17 @@ covered by tests/test_stack.py.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from panoptes_network.adapters.backends import local_context
-from panoptes_network.core.context import Context
+from fixtures_service import client_for, request_lines, upload
 from panoptes_network.core.errors import TransientError
-from panoptes_network.core.logs import JsonFormatter
-from panoptes_network.core.messages import (
-    ObjectRef,
-    PushMessage,
-    parse_step_message,
-    parse_storage_notification,
-    storage_notification,
-)
-from panoptes_network.core.settings import Settings
-from panoptes_network.drivers.service import create_app
-from test_messages import envelope
+from panoptes_network.core.messages import ObjectRef, storage_notification
+from step_harness import RAW, drain_messages, envelope, step_message
 
-RAW = "panoptes-raw-images"
 NAME = "PAN001/14d3bd/20181011T134202/20181011T134333"
-
-
-@pytest.fixture
-def json_logs() -> Iterator[io.StringIO]:
-    """Every log line of the test, as the service writes them (JSON, one per line)."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    root.addHandler(handler)
-    old_level = root.level
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(old_level)
-
-
-def request_lines(stream: io.StringIO) -> list[dict]:
-    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    return [line for line in lines if line["logger"] == "panoptes_network.request"]
-
-
-@pytest.fixture
-def local(tmp_path: Path):
-    context, queue = local_context(Settings(data_dir=tmp_path), tmp_path)
-    return context, queue
-
-
-def client_for(context: Context):
-    return create_app("image-received", lambda: context).test_client()
-
-
-def upload(local, name: str, data: bytes = b"SIMPLE  =") -> bytes:
-    """Store an object in the raw bucket and return the push body of the notification it caused."""
-    context, queue = local
-    ref = context.storage.write_new(RAW, name, data)
-    notification = queue.pop()
-    assert notification is not None and notification.topic == "image-received" and queue.pop() is None
-    assert parse_storage_notification(PushMessage("n", notification.data, notification.attributes)).ref == ref
-    return envelope(notification.data, notification.attributes, message_id=f"m-{ref.generation}")
 
 
 @pytest.mark.parametrize(
@@ -82,9 +28,9 @@ def test_files_are_routed_by_type(local, json_logs, extension: str, topic: str) 
     context, queue = local
     response = client_for(context).post("/", data=upload(local, f"{NAME}.{extension}"))
     assert response.status_code == 204
-    queued = queue.pop()
-    assert queued is not None and queued.topic == topic and queue.pop() is None
-    message = parse_step_message(PushMessage(queued.message_id, queued.data, queued.attributes))
+    [queued] = drain_messages(queue)
+    assert queued.topic == topic
+    message = step_message(queued)
     assert message.image_id == "PAN001_14d3bd_20181011T134333"
     assert message.sequence_id == "PAN001_14d3bd_20181011T134202"
     assert message.ref.name == f"{NAME}.{extension}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import uuid
 
 import pytest
@@ -13,6 +12,8 @@ import requests
 
 from panoptes_network.core.messages import SCHEMA_VERSION
 from panoptes_network.local.stack import LocalStack, patched_env
+from polling import wait_for
+from stack_checks import pull_messages
 
 pytestmark = pytest.mark.stack
 
@@ -28,28 +29,14 @@ def clients(local_stack: LocalStack):
         yield storage.Client(), pubsub_v1.SubscriberClient(), firestore.Client(project=local_stack.project)
 
 
-def pull_one(subscriber, subscription: str, seconds: float = DEADLINE_SECONDS):
-    """The first message on a pull subscription, or fail after a deadline."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        response = subscriber.pull(request={"subscription": subscription, "max_messages": 10}, timeout=5)
-        if response.received_messages:
-            subscriber.acknowledge(
-                request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
-            )
-            return [m.message for m in response.received_messages]
-        time.sleep(0.2)
-    pytest.fail(f"no message on {subscription} within {seconds} s")
-
-
 def wait_for_document(db, collection: str, doc_id: str, ready=lambda doc: True) -> dict:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while time.monotonic() < deadline:
-        snapshot = db.collection(collection).document(doc_id).get()
-        if snapshot.exists and ready(snapshot.to_dict()):
-            return snapshot.to_dict()
-        time.sleep(0.2)
-    pytest.fail(f"no document {collection}/{doc_id} within {DEADLINE_SECONDS} s")
+    document = db.collection(collection).document(doc_id)
+    return wait_for(
+        lambda: document.get().to_dict(),
+        f"document {collection}/{doc_id}",
+        DEADLINE_SECONDS,
+        until=lambda doc: doc is not None and ready(doc),
+    )
 
 
 @pytest.mark.parametrize(
@@ -68,7 +55,7 @@ def test_an_upload_reaches_the_right_topic(local_stack: LocalStack, clients, fil
     )
     blob = gcs.bucket(local_stack.settings.bucket("raw")).blob(f"{SEQUENCE}/{filename}")
     blob.upload_from_string(b"SIMPLE  =                    T")
-    [message] = pull_one(subscriber, subscription)
+    [message] = pull_messages(subscriber, subscription, DEADLINE_SECONDS)
     data = json.loads(message.data)
     image_id = "PAN012_0a1b2c_" + filename.split(".")[0]
     assert message.attributes["schema_version"] == SCHEMA_VERSION
@@ -123,15 +110,15 @@ def test_the_stack_command_starts_everything_and_sigterm_stops_every_child(tmp_p
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("Ready in"):
-            break
+    lines: list[str] = []
+
+    def read_line() -> str:
+        lines.append(process.stdout.readline())
+        return lines[-1]
+
+    wait_for(
+        read_line, "'Ready in' or the end of output", 60, until=lambda line: not line or "Ready in" in line, every=0
+    )
     output = "".join(lines)
     assert "Ready in" in output, output + process.stderr.read() if process.poll() is not None else output
     assert "export PUBSUB_EMULATOR_HOST=127.0.0.1:" in output
@@ -163,7 +150,7 @@ def test_a_message_that_always_fails_ends_in_the_dead_letter_topic(local_stack: 
     poison = json.dumps({"bucket": "b", "name": "n"}).encode()  # lacks generation and ids: 400
     publisher.publish(publisher.topic_path(local_stack.project, service.topic), poison, schema_version="1").result()
     kept = subscriber.subscription_path(local_stack.project, dead_letter_topic(service.subscription))
-    [message] = pull_one(subscriber, kept, seconds=120)  # 5 pushes, backing off 2-10 s
+    [message] = pull_messages(subscriber, kept, 120)  # 5 pushes, backing off 2-10 s
     assert message.data == poison
     assert message.attributes["CloudPubSubDeadLetterSourceSubscription"] == service.subscription
     assert int(message.attributes["CloudPubSubDeadLetterSourceDeliveryCount"]) == MAX_DELIVERY_ATTEMPTS
@@ -183,7 +170,6 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
     service = load_topology().service("record-image")
     poison = json.dumps({"bucket": "b", "name": "PAN001/x", "note": "dlq-test"}).encode()
     publisher.publish(publisher.topic_path(local_stack.project, service.topic), poison, schema_version="1").result()
-    deadline = time.monotonic() + 120
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         env = {**os.environ, **local_stack.client_env}
@@ -195,15 +181,12 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
             timeout=120,
         )
 
-    while time.monotonic() < deadline:  # five pushes, backing off, then the dead-letter topic
+    def ours() -> list[dict]:
         listed = [json.loads(line) for line in cli("list", "--step", "record-image", "--json").stdout.splitlines()]
-        ours = [row for row in listed if row["data"].get("note") == "dlq-test"]
-        if ours:
-            break
-        time.sleep(2)
-    else:
-        pytest.fail("the poison message never reached the dead-letter topic")
-    [row] = ours
+        return [row for row in listed if row["data"].get("note") == "dlq-test"]
+
+    # Five pushes, backing off, then the dead-letter topic.
+    [row] = wait_for(ours, "the poison message in the dead-letter listing", 120, every=2)
     assert row["deliveries"] == 5 and "refused at the boundary" in row["error"]
     again = cli("list", "--step", "record-image", "--json").stdout  # listing did not consume it
     assert row["message_id"] in again
@@ -213,7 +196,7 @@ def test_dead_letters_are_listed_in_place_and_replayed_to_their_topic(local_stac
     )
     replay = cli("replay", "--step", "record-image", row["message_id"])
     assert replay.returncode == 0, replay.stderr
-    [replayed] = pull_one(subscriber, watcher)
+    [replayed] = pull_messages(subscriber, watcher, DEADLINE_SECONDS)
     assert replayed.data == poison and replayed.attributes["schema_version"] == "1"
     assert "CloudPubSubDeadLetterSourceSubscription" not in replayed.attributes
     assert row["message_id"] not in cli("list", "--step", "record-image", "--json").stdout

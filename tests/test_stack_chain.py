@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from panoptes_network.local.stack import LocalStack, patched_env
-from stack_checks import wait_for
+from polling import wait_for
 
 pytestmark = pytest.mark.stack
 
@@ -24,10 +24,14 @@ def clients(local_stack: LocalStack):
         yield storage.Client(), firestore.Client(project=local_stack.project)
 
 
-def image_with(db, image_id: str, step: str) -> dict | None:
-    snapshot = db.collection("images").document(image_id).get()
-    doc = snapshot.to_dict() if snapshot.exists else None
-    return doc if doc and doc.get("steps", {}).get(step, {}).get("state") == "done" else None
+def recorded(db, image_id: str) -> dict:
+    """The image document once record-image is done on it."""
+    return wait_for(
+        lambda: db.collection("images").document(image_id).get().to_dict() or {},
+        f"record-image finishing {image_id}",
+        DEADLINE_SECONDS,
+        until=lambda doc: doc.get("steps", {}).get("record-image", {}).get("state") == "done",
+    )
 
 
 def unique_camera() -> str:
@@ -41,9 +45,7 @@ def test_a_fits_upload_is_compressed_then_recorded(local_stack: LocalStack, clie
     camera = unique_camera()
     name = f"PAN001/{camera}/20160909T081152/20160909T081314.fits"
     raw.blob(name).upload_from_string((test_data / "panoptes/unsolved.fits").read_bytes())
-    image = wait_for(
-        lambda: image_with(db, f"PAN001_{camera}_20160909T081314", "record-image"), "recording", DEADLINE_SECONDS
-    )
+    image = recorded(db, f"PAN001_{camera}_20160909T081314")
     assert raw.get_blob(name) is None
     fz = raw.get_blob(name + ".fz")
     assert fz is not None and image["generation"] == fz.generation
@@ -62,8 +64,6 @@ def test_a_solved_fz_upload_records_its_wcs_centre(local_stack: LocalStack, clie
     raw.blob(f"PAN001/{camera}/20160909T081152/20160909T081522.fits.fz").upload_from_string(
         (test_data / "panoptes/solved.fits.fz").read_bytes()
     )
-    image = wait_for(
-        lambda: image_with(db, f"PAN001_{camera}_20160909T081522", "record-image"), "recording", DEADLINE_SECONDS
-    )
+    image = recorded(db, f"PAN001_{camera}_20160909T081522")
     assert image["ra_image"] == pytest.approx(303.2064, abs=1e-3)
     assert image["dec_image"] == pytest.approx(46.0174, abs=1e-3)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import threading
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,7 +27,8 @@ from panoptes_network.adapters.sql_tables import engine_for
 from panoptes_network.core.messages import ObjectRef, storage_notification
 from panoptes_network.core.topology import load_topology
 from panoptes_network.local.stack import LocalStack
-from stack_checks import Watch, assert_completed_once, request_lines, wait_for
+from polling import wait_for
+from stack_checks import DEADLINE_SECONDS, Watch, assert_completed_once, request_lines
 
 pytestmark = pytest.mark.stack
 
@@ -84,13 +84,12 @@ def push_body(message, subscription: str) -> dict:
 def post_until_acknowledged(url: str, body: dict, seconds: float = 120) -> list[int]:
     """POST like a push subscription: again every second until acknowledged; every status seen."""
     statuses: list[int] = []
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+
+    def post() -> list[int]:
         statuses.append(requests.post(url, json=body, timeout=60).status_code)
-        if statuses[-1] == ACKNOWLEDGED:
-            return statuses
-        time.sleep(1.0)
-    pytest.fail(f"{url} did not acknowledge within {seconds} s: {statuses}")
+        return statuses
+
+    return wait_for(post, f"{url} acknowledging", seconds, until=lambda seen: seen[-1] == ACKNOWLEDGED, every=1.0)
 
 
 def acknowledged(stack: LocalStack, image_id: str, step: str) -> set[str]:
@@ -113,7 +112,7 @@ def test_the_same_messages_at_once_make_one_set_of_effects(stack: LocalStack, da
     all_at_once(lambda _: watch.publisher.publish(topic, data, **attributes).result(timeout=30))
 
     # One pull, not published(): the copies must arrive while the first attempt still solves.
-    [plate_solve] = wait_for(lambda: watch.pull("plate-solve"), "the plate-solve message", seconds=120)
+    [plate_solve] = wait_for(lambda: watch.pull("plate-solve"), "the plate-solve message", 120)
     subscription = pubsub_v1.SubscriberClient.subscription_path(
         stack.project, load_topology().service("plate-solver").subscription
     )
@@ -123,7 +122,10 @@ def test_the_same_messages_at_once_make_one_set_of_effects(stack: LocalStack, da
 
     # The storage notification: once from fake-gcs-server, COPIES times from us.
     wait_for(
-        lambda: len(acknowledged(stack, image_id, "image-received")) == COPIES + 1, "every notification acknowledged"
+        lambda: acknowledged(stack, image_id, "image-received"),
+        "every notification acknowledged",
+        DEADLINE_SECONDS,
+        until=lambda ids: len(ids) == COPIES + 1,
     )
     image = assert_completed_once(watch, name, image_id)
 

@@ -14,7 +14,8 @@ import pytest
 from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
-from stack_checks import wait_for
+from polling import wait_for
+from stack_checks import DEADLINE_SECONDS
 
 pytestmark = pytest.mark.stack
 
@@ -45,18 +46,19 @@ def test_a_worker_killed_mid_solve_is_retried_and_the_image_completes_once(local
     gcs.bucket(local_stack.settings.bucket("raw")).blob(name).upload_from_string(compressed_file(data, header))
 
     lease = db.collection("leases").document(f"plate-solver:{image_id}")
-    wait_for(lambda: lease.get().exists, "the plate-solver taking the image")
+    wait_for(lambda: lease.get().exists, "the plate-solver taking the image", DEADLINE_SECONDS)
     master = local_stack.services["plate-solver"].pid
     [worker] = children(master)
     os.kill(worker, signal.SIGKILL)
 
-    def finished() -> dict | None:
-        doc = db.collection("images").document(image_id).get().to_dict() or {}
-        return doc if doc.get("steps", {}).get("plate-solver", {}).get("state") == "done" else None
-
-    image = wait_for(finished, "the image completing after the kill")
+    image = wait_for(
+        lambda: db.collection("images").document(image_id).get().to_dict() or {},
+        "the image completing after the kill",
+        DEADLINE_SECONDS,
+        until=lambda doc: doc.get("steps", {}).get("plate-solver", {}).get("state") == "done",
+    )
     assert image["status"] == "solved"
-    assert wait_for(lambda: [p for p in children(master) if p != worker], "gunicorn replacing its worker")
+    assert wait_for(lambda: [p for p in children(master) if p != worker], "gunicorn replacing its worker", 60)
     processed = gcs.bucket(local_stack.settings.bucket("processed")).get_blob(name)
     assert processed is not None
     database = Path(local_stack.services["plate-solver"].log_path).parent / "data" / "stamps.sqlite"

@@ -19,7 +19,8 @@ import pytest
 
 from fixtures_stack import running_stack
 from panoptes_network.local.stack import LocalStack
-from stack_checks import Watch, assert_completed_once, request_lines, wait_for
+from polling import wait_for
+from stack_checks import Watch, assert_completed_once, request_lines
 
 pytestmark = pytest.mark.stack
 
@@ -34,7 +35,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 def test_firestore_paused_mid_chain_gives_503s_then_the_image_completes_once(stack: LocalStack) -> None:
     watch = Watch(stack)
     name, image_id, _ = watch.upload_star_field("F" + uuid.uuid4().hex[:5])
-    wait_for(lambda: watch.step_done(image_id, "record-image"), "record-image finishing", seconds=60)
+    watch.wait_for_step(image_id, "record-image", 60)
     group = os.getpgid(stack.firestore.pid)
     os.killpg(group, signal.SIGSTOP)
     try:
@@ -45,7 +46,7 @@ def test_firestore_paused_mid_chain_gives_503s_then_the_image_completes_once(sta
                 if r["status"] == 503 and "Firestore unavailable" in r["reason"]
             ],
             "a 503 saying Firestore is unavailable",
-            seconds=60,
+            60,
         )
         time.sleep(OUTAGE_SECONDS)
     finally:

@@ -19,7 +19,8 @@ import pytest
 
 from fixtures_stack import running_stack
 from panoptes_network.local.stack import LocalStack
-from stack_checks import Watch, assert_completed_once, request_lines, wait_for
+from polling import wait_for
+from stack_checks import Watch, assert_completed_once, request_lines
 
 pytestmark = pytest.mark.stack
 
@@ -37,7 +38,7 @@ def test_storage_down_mid_chain_gives_503s_then_the_image_completes_once(stack: 
     name, image_id, blob = watch.upload_star_field(camera)
     # Once record-image is done, subtract-background and plate-solve still have all their reads
     # and writes ahead of them: take storage away then.
-    wait_for(lambda: watch.step_done(image_id, "record-image"), "record-image finishing", seconds=60)
+    watch.wait_for_step(image_id, "record-image", 60)
     stopped = time.monotonic()
     stack.gcs.stop()
     wait_for(
@@ -45,7 +46,7 @@ def test_storage_down_mid_chain_gives_503s_then_the_image_completes_once(stack: 
             r for r in request_lines(stack, image_id) if r["status"] == 503 and "storage unavailable" in r["reason"]
         ],
         "a 503 saying storage is unavailable",
-        seconds=60,
+        60,
     )
     time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
     stack.gcs.restart()

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from panoptes_network.core.context import Context
-from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage
+from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, run_step
+from panoptes_network.core.step_shell import Step, StepResult
 from panoptes_network.core.topology import load_topology
-from step_harness import local
+from step_harness import deliver, local
 
 IMAGE = "PAN001_14d3bd_20181011T134333"
 MESSAGE = StepMessage(
@@ -23,8 +23,7 @@ SERVICE = load_topology().service("subtract-background")
 
 
 def run(context: Context, handle, message: StepMessage = MESSAGE, message_id: str = "m-1"):
-    data, attributes = message.encode()
-    return run_step(SERVICE, Step(SERVICE.name, handle), context, PushMessage(message_id, data, attributes))
+    return deliver(context, SERVICE.name, message, message_id, step=Step(SERVICE.name, handle))
 
 
 def test_status_moves_forward_only_but_the_latest_solve_decides(tmp_path: Path) -> None:

@@ -11,17 +11,17 @@ import pytest
 from astropy.io import fits
 from astropy.stats import sigma_clipped_stats
 
-from panoptes_network.adapters.backends import local_context
 from panoptes_network.core.errors import BadInput
-from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
+from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.outcomes import Outcome
-from panoptes_network.core.settings import Settings
-from panoptes_network.core.step_shell import run_step
 from panoptes_network.core.topology import load_topology
 from panoptes_network.science import background_model as bm
 from panoptes_network.science import fits_codec
 from panoptes_network.steps import subtract_background
 from panoptes_network.synthetic import frames as synthetic
+from step_harness import deliver as deliver_to
+from step_harness import drain_messages, step_message
+from step_harness import local as local_stand_ins
 
 SETTINGS = bm.BackgroundSettings()
 SPEC = synthetic.FrameSpec(shape=(1200, 1800), stars=400, seed=5)
@@ -128,7 +128,7 @@ SERVICE = load_topology().service(subtract_background.NAME)
 
 @pytest.fixture
 def local(tmp_path: Path):
-    return local_context(Settings(data_dir=tmp_path), tmp_path)
+    return local_stand_ins(tmp_path)
 
 
 def put_raw(context, data: np.ndarray, header: fits.Header | None = None) -> StepMessage:
@@ -138,15 +138,7 @@ def put_raw(context, data: np.ndarray, header: fits.Header | None = None) -> Ste
 
 
 def deliver(context, message: StepMessage, message_id: str = "m-1"):
-    data, attributes = message.encode()
-    return run_step(SERVICE, subtract_background.STEP, context, PushMessage(message_id, data, attributes))
-
-
-def drain(queue) -> list:
-    messages = []
-    while (queued := queue.pop()) is not None:
-        messages.append(queued)
-    return messages
+    return deliver_to(context, SERVICE.name, message, message_id)
 
 
 @pytest.fixture(scope="module")
@@ -156,12 +148,12 @@ def small_frame() -> tuple[np.ndarray, fits.Header]:
 
 def test_the_step_stores_records_and_publishes_to_plate_solve(local, small_frame) -> None:
     context, queue = local
-    drain(queue)
+    drain_messages(queue)
     message = put_raw(context, *small_frame)
     handled = deliver(context, message)
     assert handled.outcome is Outcome.DONE, handled.reason
-    [queued] = [q for q in drain(queue) if q.topic == "plate-solve"]
-    sent = parse_step_message(PushMessage(queued.message_id, queued.data, queued.attributes))
+    [queued] = [q for q in drain_messages(queue) if q.topic == "plate-solve"]
+    sent = step_message(queued)
     assert sent.ref == message.ref and sent.image_id == message.image_id and sent.sequence_id == message.sequence_id
     background = sent.extra["background"]
     assert background["bucket"] == "panoptes-backgrounds"
@@ -183,9 +175,9 @@ def test_a_redelivery_changes_nothing(local, small_frame) -> None:
     context, queue = local
     message = put_raw(context, *small_frame)
     assert deliver(context, message, "m-1").outcome is Outcome.DONE
-    drain(queue)
+    drain_messages(queue)
     assert deliver(context, message, "m-2").outcome is Outcome.ALREADY_DONE
-    assert drain(queue) == []
+    assert drain_messages(queue) == []
     assert len(list(context.storage.list("panoptes-backgrounds"))) == 1
 
 
@@ -203,7 +195,7 @@ def test_concurrent_deliveries_write_one_file(local, small_frame) -> None:
         thread.join()
     assert sorted(o.value for o in outcomes) in (["already_done", "done"], ["done", "done"], ["done", "transient"])
     [stored] = list(context.storage.list("panoptes-backgrounds"))
-    sent = [q for q in drain(queue) if q.topic == "plate-solve"]
+    sent = [q for q in drain_messages(queue) if q.topic == "plate-solve"]
     assert sent and all(q.data == sent[0].data for q in sent)  # at least once, always the same file
     assert f'"generation": {stored.ref.generation}' in sent[0].data.decode()
     assert deliver(context, message, "m-3").outcome is Outcome.ALREADY_DONE
@@ -214,10 +206,10 @@ def test_a_different_existing_file_is_a_recorded_conflict(local, small_frame) ->
     message = put_raw(context, *small_frame)
     target = subtract_background.background_name(RAW_NAME)
     context.storage.write_new("panoptes-backgrounds", target, b"SIMPLE  = something else")
-    drain(queue)
+    drain_messages(queue)
     handled = deliver(context, message)
     assert "conflict" in handled.reason
-    assert [q for q in drain(queue) if q.topic == "plate-solve"] == []
+    assert [q for q in drain_messages(queue) if q.topic == "plate-solve"] == []
     step = context.metadata.get("images", message.image_id)["steps"]["subtract-background"]
     assert "conflict" in step["conflict"]
     assert context.storage.read(context.storage.stat("panoptes-backgrounds", target).ref) == b"SIMPLE  = something else"

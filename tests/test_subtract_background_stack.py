@@ -3,7 +3,6 @@ message on the subtract-background topic reach plate-solve with the background f
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import pytest
@@ -13,9 +12,11 @@ from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.science import fits_codec
 from panoptes_network.science.background_model import load_model
 from panoptes_network.synthetic.frames import FrameSpec, make_frame
-from test_stack import pull_one
+from stack_checks import pull_matching
 
 pytestmark = pytest.mark.stack
+
+DEADLINE_SECONDS = 120
 
 
 def test_a_raw_frame_reaches_plate_solve_with_its_background(local_stack: LocalStack) -> None:
@@ -43,20 +44,12 @@ def test_a_raw_frame_reaches_plate_solve_with_its_background(local_stack: LocalS
         publisher.publish(
             publisher.topic_path(local_stack.project, "subtract-background"), payload, **attributes
         ).result()
-        received = pull_about(subscriber, subscription, message.image_id)
+        received = pull_matching(  # other tests' images reach plate-solve too
+            subscriber, subscription, lambda data: data["image_id"] == message.image_id, DEADLINE_SECONDS
+        )
         assert received["name"] == name and received["generation"] == blob.generation
         background = received["background"]
         assert background["bucket"] == local_stack.settings.bucket("backgrounds")
         assert background["name"] == name.removesuffix(".fits.fz") + "-background.fits.fz"
         stored = gcs.bucket(background["bucket"]).blob(background["name"], generation=background["generation"])
         assert load_model(stored.download_as_bytes()).shape == data.shape
-
-
-def pull_about(subscriber, subscription: str, image_id: str, batches: int = 20) -> dict:
-    """The first message about ``image_id`` (other tests' images reach plate-solve too)."""
-    for _ in range(batches):
-        for message in pull_one(subscriber, subscription):
-            data = json.loads(message.data)
-            if data["image_id"] == image_id:
-                return data
-    pytest.fail(f"no message about {image_id} on {subscription} in {batches} batches")

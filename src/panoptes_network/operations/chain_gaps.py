@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import Any
 
 from panoptes_network.adapters.metadata import MetadataStore
 from panoptes_network.adapters.storage import Storage
@@ -29,7 +30,7 @@ class Gap:
     why: str
 
 
-def _last_step(image: dict) -> str:
+def _last_step(image: dict[str, Any]) -> str:
     name = latest_step(image)
     if name is None:
         return "no step recorded"
@@ -37,8 +38,19 @@ def _last_step(image: dict) -> str:
     return f"last step {name}: {record.get('state')}" + (f" ({record['error']})" if record.get("error") else "")
 
 
-def gap_of(kind: FileKind, identity: str, image_id: str | None, image: dict | None, seen: bool) -> str | None:
-    """Why this object's chain is unfinished, or None when it is finished."""
+def kind_of(object_name: str) -> tuple[FileKind, str | None]:
+    """What gaps takes a raw object for, and its image id: a name the pipeline cannot parse and
+    a pointing image are other objects (image-received only records them)."""
+    try:
+        name = parse_raw_name(object_name)
+    except BadInput:
+        return FileKind.OTHER, None
+    return (FileKind.OTHER if name.is_pointing else name.kind), name.image_id
+
+
+def gap_of(kind: FileKind, identity: str, image: dict[str, Any] | None, seen: bool) -> str | None:
+    """Why this object's chain is unfinished, or None when it is finished: from its kind, its
+    identity (bucket/name#generation), its image record and whether image-received saw it."""
     if kind is FileKind.OTHER:
         return None if seen else "never seen by image-received"
     if image is None:
@@ -66,14 +78,9 @@ def find_gaps(storage: Storage, metadata: MetadataStore, raw_bucket: str) -> Ite
     """Every raw object whose chain has not finished, in name order."""
     for info in storage.list(raw_bucket):
         ref = info.ref
-        try:
-            name = parse_raw_name(ref.name)
-        except BadInput:
-            if metadata.get("objects", ref.doc_id) is None:
-                yield Gap(ref.identity, None, None, "never seen by image-received")
-            continue
-        image = metadata.get("images", name.image_id)
+        kind, image_id = kind_of(ref.name)
+        image = metadata.get("images", image_id) if image_id is not None else None
         seen = metadata.get("objects", ref.doc_id) is not None
-        why = gap_of(name.kind if not name.is_pointing else FileKind.OTHER, ref.identity, name.image_id, image, seen)
+        why = gap_of(kind, ref.identity, image, seen)
         if why is not None:
-            yield Gap(ref.identity, name.image_id, (image or {}).get("status"), why)
+            yield Gap(ref.identity, image_id, (image or {}).get("status"), why)
