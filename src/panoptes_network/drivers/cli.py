@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from panoptes_network.adapters.metadata import GeoPoint
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
+from panoptes_network.core import records as documents
 from panoptes_network.core.context import Context, local_context
 from panoptes_network.core.errors import PipelineError
 from panoptes_network.core.logs import configure_logging
@@ -68,9 +69,9 @@ def _print_table(rows: list[tuple[str, ...]], headers: tuple[str, ...], out: Any
 
 
 def _summary_row(record: dict[str, Any]) -> tuple[str, ...]:
-    steps = record.get("steps", {})
-    done = ", ".join(f"{name}:{step.get('state')}" for name, step in steps.items()) or "-"
-    errors = [step.get("error") for step in steps.values() if step.get("error")]
+    steps = documents.steps(record)
+    done = ", ".join(f"{name}:{step.state}" for name, step in steps.items()) or "-"
+    errors = [step.error for step in steps.values() if step.error]
     note = record.get("error") or record.get("reason") or (errors[0] if errors else "")
     image = record.get("image_id") or Path(record.get("input", record.get("name", "?"))).name
     return (image, record.get("status", "?"), done, note)
@@ -90,7 +91,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     records: list[dict[str, Any]] = []
     failed = 0
     reports = process(args.paths, data_dir, settings, args.jobs, log_path)
-    with tqdm(reports, desc="images", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
+    with tqdm(reports, desc="process", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
         for report in bar:
             report: FileReport
             record = record_of(context, report)
@@ -118,13 +119,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 2
     metadata = SqliteMetadata(path)
     if args.image_id:
-        record = metadata.get("images", args.image_id)
+        record = documents.image(metadata, args.image_id)
         if record is None:
             print(f"panoptes-network: no image {args.image_id} in {args.data_dir}/", file=sys.stderr)
             return 1
         records = [record]
     else:
-        records = [doc for _, doc in metadata.list("images")] + [doc for _, doc in metadata.list("objects")]
+        records = [doc for _, doc in documents.images(metadata)] + [
+            doc for _, doc in documents.object_records(metadata)
+        ]
     if args.json:
         for record in records:
             print(json.dumps(record, default=_json_default, sort_keys=True))
@@ -293,7 +296,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
                 row |= {"result": "published", "note": publish(context, rerun)}
                 if runner is not None:  # embedded: run the chain now, as the services would
                     failures = [h for h in runner.drain() if h.outcome in FAILED_OUTCOMES]
-                    final = context.metadata.get("images", image_id) or {}
+                    final = documents.image(context.metadata, image_id) or {}
                     row |= {"result": "failed" if failures else "done", "status": final.get("status")}
                     row["note"] = "; ".join(f"{h.step}: {h.reason}" for h in failures) or f"now {final.get('status')}"
             rows.append(row)

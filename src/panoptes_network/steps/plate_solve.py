@@ -19,7 +19,6 @@ them already written compares bytes and goes on.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +29,11 @@ from panoptes_network import __version__
 from panoptes_network.adapters.reference_catalog import ReferenceCatalog, SqlCatalog, TychoIndexCatalog
 from panoptes_network.adapters.stamp_database import pixels_to_bytes, replace_image_stamps
 from panoptes_network.core.context import Context
-from panoptes_network.core.errors import BadInput, NotFound
-from panoptes_network.core.logs import log
+from panoptes_network.core.errors import BadInput
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.names import parse_raw_name
-from panoptes_network.core.outcomes import Outcome
-from panoptes_network.core.outputs import IDENTICAL, KEPT, REPLACED, store_output
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, finished, previous_run
+from panoptes_network.core.step_shell import Step, StepResult, Target, Work
 from panoptes_network.science import fits_codec
 from panoptes_network.science.background_model import load_model, load_rms
 from panoptes_network.science.frame_astrometry import (
@@ -52,7 +48,6 @@ from panoptes_network.science.solve_field import Solution
 from panoptes_network.science.sources_table import sources_parquet
 
 NAME = "plate-solver"
-logger = logging.getLogger(__name__)
 
 # Raw header cards that describe the raw file's storage, not the observation.
 STORAGE_KEYWORDS = ("SIMPLE", "BITPIX", "EXTEND", "PCOUNT", "GCOUNT", "BZERO", "BSCALE", "BLANK", "CHECKSUM", "DATASUM")
@@ -91,21 +86,26 @@ def background_ref(message: StepMessage) -> ObjectRef:
         raise BadInput(f"plate-solve message lacks a valid 'background' object ({background!r})", exc) from exc
 
 
-def read_input(context: Context, ref: ObjectRef, what: str) -> bytes:
-    try:
-        return context.storage.read(ref)
-    except NotFound as exc:
-        raise BadInput(f"{what} {ref.identity} no longer exists", exc) from exc
+def inputs(message: StepMessage) -> dict[str, ObjectRef]:
+    """The raw image and the exact background file subtracted from it."""
+    return {"raw": message.ref, "background": background_ref(message)}
 
 
-def load_frame(
-    context: Context, message: StepMessage, background: ObjectRef
-) -> tuple[np.ndarray, np.ndarray, fits.Header, float]:
+def outputs(context: Context, message: StepMessage) -> dict[str, Target]:
+    """The processed image, its quick look and its sources table, side by side."""
+    base = parse_raw_name(message.ref.name).base_path
+    bucket = context.settings.bucket("processed")
+    return {
+        "processed": Target(bucket, f"{base}.fits.fz", "application/fits"),
+        "quick_look": Target(bucket, f"{base}.png", "image/png"),
+        "sources": Target(bucket, f"{base}-sources.parquet", "application/vnd.apache.parquet"),
+    }
+
+
+def load_frame(work: Work) -> tuple[np.ndarray, np.ndarray, fits.Header, float]:
     """The background-subtracted frame, the sky RMS, the raw header and the median sky level."""
-    hdu = fits_codec.image_hdu(
-        fits_codec.open_fits(read_input(context, message.ref, "raw image"), "raw image"), "raw image"
-    )
-    background_bytes = read_input(context, background, "background file")
+    hdu = fits_codec.image_hdu(fits_codec.open_fits(work.read("raw"), "raw image"), "raw image")
+    background_bytes = work.read("background")
     model = load_model(background_bytes)
     if model.shape != hdu.data.shape:
         raise BadInput(f"background {model.shape} and raw image {hdu.data.shape} differ in shape")
@@ -128,23 +128,6 @@ def processed_header(raw: fits.Header, analysis: FrameAnalysis, background: Obje
     return header
 
 
-def write_output(
-    context: Context, message: StepMessage, bucket: str, name: str, data: bytes, content_type: str
-) -> dict[str, Any]:
-    """Create-only write; an existing object with the same content is a redelivery, anything else
-    a kept conflict, unless this run is a requested rerun (then it is replaced)."""
-    stored = store_output(context.storage, bucket, name, data, content_type, replace=message.rerun is not None)
-    entry: dict[str, Any] = {"name": f"{bucket}/{name}", "generation": stored.ref.generation if stored.ref else None}
-    if stored.state == IDENTICAL:
-        entry["existing"] = "identical"
-    elif stored.state == KEPT:
-        log(logger, "WARNING", "output exists with different content; kept", output=f"{bucket}/{name}")
-        entry["existing"] = "different (kept)"
-    elif stored.state == REPLACED:
-        entry["existing"] = "different (replaced by this rerun)"
-    return entry
-
-
 def solve_record(solution: Solution) -> dict[str, Any]:
     return {"solve": solution.summary()}
 
@@ -160,17 +143,16 @@ def unsolved(analysis: FrameAnalysis, sky: dict[str, Any], background: ObjectRef
 
 
 def store_outputs(
-    context: Context,
-    message: StepMessage,
+    work: Work,
     settings: PlateSolveSettings,
     analysis: FrameAnalysis,
     frame: np.ndarray,
     header: fits.Header,
     background: ObjectRef,
 ) -> dict[str, Any]:
-    """Processed image, quick look, sources table and SQL rows; returns where each went."""
-    base = parse_raw_name(message.ref.name).base_path
-    bucket = context.settings.bucket("processed")
+    """Processed image, quick look, sources table and SQL rows; what the stamp rows went into."""
+    message = work.message
+    context = work.context
     rows = stamp_rows(analysis, message.image_id, message.sequence_id)
     processed = fits_codec.compressed_file(frame.astype(np.float32), processed_header(header, analysis, background))
     matched = analysis.sources.take(analysis.matches.source_index)
@@ -182,13 +164,7 @@ def store_outputs(
         matched.flux,
         settings.quick_look,
     )
-    outputs = {
-        "processed": write_output(context, message, bucket, f"{base}.fits.fz", processed, "application/fits"),
-        "quick_look": write_output(context, message, bucket, f"{base}.png", png, "image/png"),
-        "sources": write_output(
-            context, message, bucket, f"{base}-sources.parquet", sources_parquet(rows), "application/vnd.apache.parquet"
-        ),
-    }
+    work.write({"processed": processed, "quick_look": png, "sources": sources_parquet(rows)})
     database = settings.database(context.settings.data_dir)
     stored = replace_image_stamps(
         database,
@@ -196,28 +172,25 @@ def store_outputs(
         message.image_id,
         [{**row, "pixels": pixels_to_bytes(row["pixels"])} for row in rows],
     )
-    outputs["stamps"] = {"database": database.split(":", 1)[0], "rows": stored}
-    return outputs
+    return {"database": database.split(":", 1)[0], "rows": stored}
 
 
-def process(context: Context, message: StepMessage, settings: PlateSolveSettings) -> StepResult:
-    """The whole step with explicit settings (``handle`` uses the defaults)."""
-    background = background_ref(message)
-    previous = previous_run(context, NAME, message.image_id)
-    if finished(previous, message) and previous.get("background") == background.identity:
-        return StepResult(Outcome.ALREADY_DONE, reason="already plate-solved")
-    frame, rms, header, sky_level = load_frame(context, message, background)
+def process(work: Work, settings: PlateSolveSettings) -> StepResult:
+    """The whole step with explicit settings (``do`` uses the deployment's)."""
+    context = work.context
+    background = work.inputs["background"]
+    frame, rms, header, sky_level = load_frame(work)
     sky = {"background_adu": round(sky_level, 2), "rms_adu": round(float(np.median(rms)), 3)}
     catalog = settings.reference_catalog(context.settings.data_dir)
     analysis = analyse_frame(frame, rms, header, catalog, settings.analysis)
     if not analysis.solution.solved:
         return unsolved(analysis, sky, background)
-    outputs = store_outputs(context, message, settings, analysis, frame, header, background)
+    stamps = store_outputs(work, settings, analysis, frame, header, background)
     geometry = analysis.geometry
     summary = source_summary(analysis)
     return StepResult(
         reason=f"solved ({analysis.solution.tier}), {summary['matched']} stars matched",
-        record={**solve_record(analysis.solution), "background": background.identity, "outputs": outputs},
+        record={**solve_record(analysis.solution), "background": background.identity, "stamps": stamps},
         fields={
             "solved": True,
             "ra_image": round(geometry.ra, 6),
@@ -233,14 +206,14 @@ def process(context: Context, message: StepMessage, settings: PlateSolveSettings
             },
             "sources": summary,
             "sky": sky,
-            "outputs": {key: value["name"] for key, value in outputs.items() if "name" in value},
+            "outputs": {key: output["name"] for key, output in work.outputs.items()},
         },
         status=ImageStatus.SOLVED,
     )
 
 
-def handle(context: Context, message: StepMessage) -> StepResult:
-    return process(context, message, settings_for(context))
+def do(work: Work) -> StepResult:
+    return process(work, settings_for(work.context))
 
 
-STEP = Step(NAME, handle)
+STEP = Step(NAME, do, reads=inputs, writes=outputs)
