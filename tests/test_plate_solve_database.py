@@ -32,7 +32,8 @@ from panoptes_network.adapters.stamp_database import (
 from panoptes_network.core.context import local_context
 from panoptes_network.core.messages import parse_step_message
 from panoptes_network.core.settings import Settings
-from panoptes_network.steps.plate_solve import PlateSolveSettings, process
+from panoptes_network.core.step_shell import Work
+from panoptes_network.steps.plate_solve import STEP, PlateSolveSettings, process
 from test_plate_solve import put_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
@@ -170,9 +171,8 @@ def test_the_step_writes_stamps_to_postgresql_matched_against_the_sql_catalog(
         push = put_inputs(context, hdus[0].data.copy(), hdus[0].header.copy())
     message = parse_step_message(push)
     for _ in range(2):  # a reprocessing replaces the rows
-        result = process(context, message, settings)
-        context.metadata.replace_field("images", message.image_id, ("steps", "plate-solver"), {})
+        result = process(Work(context, STEP, message), settings)
     rows = image_stamps(POSTGRES, postgres_schema, message.image_id)
     assert result.fields["sources"]["catalog"] == "tic" and len(rows) == result.fields["sources"]["matched"] >= 150
     assert all(int(row["catalog_id"]) >= 1_000_000 for row in rows)
-    assert result.record["outputs"]["stamps"] == {"database": "postgresql", "rows": len(rows)}
+    assert result.record["stamps"] == {"database": "postgresql", "rows": len(rows)}
