@@ -29,13 +29,15 @@ from astropy.io import fits
 
 from panoptes_network.adapters.backends import local_context
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
+from panoptes_network.core import records
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
 from panoptes_network.core.settings import Settings
+from panoptes_network.core.step_shell import Work
 from panoptes_network.science import background_model
 from panoptes_network.science.frame_astrometry import mount_hint
 from panoptes_network.science.solve_field import solve
 from panoptes_network.science.source_detection import detect_sources
-from panoptes_network.steps.plate_solve import PlateSolveSettings, process
+from panoptes_network.steps.plate_solve import STEP, PlateSolveSettings, process
 from panoptes_network.synthetic.star_field import StarFieldSpec, frame_spec_for, make_star_field
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,8 +114,7 @@ def plate_solver_step(work: Path) -> Iterator[Pair]:
     settings = PlateSolveSettings()
 
     def ours() -> None:
-        context.metadata.replace_field("images", message.image_id, ("steps", "plate-solver"), {})
-        result = process(context, message, settings)
+        result = process(Work(context, STEP, message), settings)
         if not result.fields.get("solved"):
             raise RuntimeError(f"the step did not solve: {result.reason}")
 
@@ -125,14 +126,13 @@ def plate_solver_step(work: Path) -> Iterator[Pair]:
 
 def captured_plate_solve_message(data_dir: Path) -> PushMessage:
     """Rebuild the message subtract-background sent, from its step record."""
-    ((image_id, image),) = SqliteMetadata(data_dir / "metadata.sqlite").list("images")
-    record = image["steps"]["subtract-background"]
-    bucket, _, rest = record["input"].partition("/")
-    name, _, generation = rest.rpartition("#")
-    bg_bucket, _, bg_name = record["output"].partition("/")
+    ((image_id, image),) = records.images(SqliteMetadata(data_dir / "metadata.sqlite"))
+    record = records.step_record(image, "subtract-background")
+    background = record.outputs["background"]
+    bg_bucket, _, bg_name = background["name"].partition("/")
     message = StepMessage(
-        ObjectRef(bucket, name, int(generation)), image_id, image["sequence_id"],
-        {"background": {"bucket": bg_bucket, "name": bg_name, "generation": record["output_generation"]}},
+        ObjectRef.from_identity(record.input), image_id, image["sequence_id"],
+        {"background": {"bucket": bg_bucket, "name": bg_name, "generation": background["generation"]}},
     )  # fmt: skip
     data, attributes = message.encode()
     return PushMessage("bench", data, attributes)
@@ -143,8 +143,7 @@ def step_in_fresh_process(data_dir: str) -> None:
     path = Path(data_dir)
     context, _ = local_context(Settings(data_dir=path), path)
     message = parse_step_message(captured_plate_solve_message(path))
-    context.metadata.replace_field("images", message.image_id, ("steps", "plate-solver"), {})
-    process(context, message, PlateSolveSettings())
+    process(Work(context, STEP, message), PlateSolveSettings())
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from panoptes_network.core.names import parse_raw_name
+from panoptes_network.core.records import step_record
 from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field
@@ -159,7 +160,9 @@ def assert_completed_once(watch: Watch, name: str, image_id: str, republished_ok
     }
     solved = image["steps"]["plate-solver"]["outputs"]
     expected = {
-        backgrounds: {f"{base}-background.fits.fz": image["steps"]["subtract-background"]["output_generation"]},
+        backgrounds: {
+            f"{base}-background.fits.fz": step_record(image, "subtract-background").output_generation("background")
+        },
         processed: {
             f"{base}.fits.fz": solved["processed"]["generation"],
             f"{base}.png": solved["quick_look"]["generation"],

@@ -170,7 +170,7 @@ def test_an_identical_existing_fz_lets_the_original_go(stored) -> None:
     assert deliver(context, "compress-fits", message_for(ref)).outcome is Outcome.DONE
     assert context.storage.stat(RAW, NAME) is None
     step = context.metadata.get("images", "PAN001_14d3bd_20181011T134333")["steps"]["compress-fits"]
-    assert step["existing_output"] == "identical"
+    assert step["outputs"]["compressed"]["state"] == "identical"
 
 
 def test_a_different_existing_fz_keeps_both_and_records_the_conflict(stored) -> None:
@@ -178,7 +178,7 @@ def test_a_different_existing_fz_keeps_both_and_records_the_conflict(stored) -> 
     other = compress_verified(fits_bytes(fits.PrimaryHDU(np.zeros((5, 5), np.uint16))), "other").data
     existing = context.storage.write_new(RAW, NAME + ".fz", other)
     handled = deliver(context, "compress-fits", message_for(ref))
-    assert handled.outcome is Outcome.DONE and "conflict" in handled.reason
+    assert handled.outcome is Outcome.CONFLICT and "conflict" in handled.reason
     assert context.storage.read(ref) == original
     assert context.storage.read(existing) == other
     step = context.metadata.get("images", "PAN001_14d3bd_20181011T134333")["steps"]["compress-fits"]

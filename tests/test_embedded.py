@@ -81,7 +81,7 @@ def test_processing_the_same_file_twice_changes_no_output(small_frame: Path, tmp
     second = json.loads(capsys.readouterr().out)
     assert bucket_state() == outputs  # the same objects, same generations: nothing rewritten
     assert second["status"] == first["status"]
-    assert second["steps"]["compress-fits"]["existing_output"] == "identical"
+    assert second["steps"]["compress-fits"]["outputs"]["compressed"]["state"] == "identical"
 
 
 def test_a_different_file_under_an_existing_name_is_never_overwritten(test_data: Path, tmp_path: Path, capsys) -> None:

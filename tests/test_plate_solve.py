@@ -167,7 +167,7 @@ def test_the_step_records_the_solution_on_the_image(solved_run) -> None:
     assert image["sky"]["background_adu"] > 2048
     record = image["steps"]["plate-solver"]
     assert record["state"] == "done" and record["solve"]["tier"] == "hinted" and record["solve"]["cpu_seconds"] > 0
-    assert record["outputs"]["stamps"] == {"database": "sqlite", "rows": image["sources"]["matched"]}
+    assert record["stamps"] == {"database": "sqlite", "rows": image["sources"]["matched"]}
 
 
 def test_the_processed_image_is_the_subtracted_frame_with_its_wcs(solved_run, crop) -> None:
@@ -214,7 +214,7 @@ def test_a_redelivery_is_already_done_and_a_reprocessing_replaces_the_rows(solve
     after = context.stamps.rows(handled.image_id)
     assert len(after) == len(before) and [r["catalog_id"] for r in after] == [r["catalog_id"] for r in before]
     outputs = context.metadata.get("images", handled.image_id)["steps"]["plate-solver"]["outputs"]
-    assert {outputs[k].get("existing") for k in ("processed", "quick_look", "sources")} == {"identical"}, outputs
+    assert {outputs[k]["state"] for k in ("processed", "quick_look", "sources")} == {"identical"}, outputs
 
 
 @pytest.mark.parametrize(

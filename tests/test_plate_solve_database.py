@@ -22,7 +22,8 @@ from panoptes_network.adapters.backends import local_context, sql_catalog
 from panoptes_network.adapters.sql_catalog import SqlCatalog
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.core.settings import Settings
-from panoptes_network.steps.plate_solve import PlateSolveSettings, process
+from panoptes_network.core.step_shell import Work
+from panoptes_network.steps.plate_solve import STEP, PlateSolveSettings, process
 from plate_solver_inputs import put_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.wcs.FITSFixedWarning")
@@ -103,10 +104,9 @@ def test_the_step_writes_stamps_to_postgresql_matched_against_the_sql_catalog(
     with fits.open(test_data / "panoptes" / "unsolved.fits") as hdus:
         message = put_inputs(context, hdus[0].data.copy(), hdus[0].header.copy())
     for _ in range(2):  # a reprocessing replaces the rows
-        result = process(context, message, PlateSolveSettings())
-        context.metadata.replace_field("images", message.image_id, ("steps", "plate-solver"), {})
+        result = process(Work(context, STEP, message), PlateSolveSettings())
     rows = context.stamps.rows(message.image_id)
     assert result.fields["sources"]["catalog"] == "tic" and len(rows) == result.fields["sources"]["matched"] >= 150
     assert all(int(row["catalog_id"]) >= 1_000_000 for row in rows)
-    assert result.record["outputs"]["stamps"] == {"database": "postgresql", "rows": len(rows)}
+    assert result.record["stamps"] == {"database": "postgresql", "rows": len(rows)}
     assert not (tmp_path / "stamps.sqlite").exists()  # nothing went to the embedded default

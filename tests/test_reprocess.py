@@ -119,11 +119,11 @@ def test_a_rerun_runs_a_finished_step_once_per_token_down_the_chain(data_dir: Pa
     ]
     steps = context.metadata.get("images", SOLVED)["steps"]
     assert steps["subtract-background"]["rerun"] == steps["plate-solver"]["rerun"] == token
-    assert steps["subtract-background"]["existing_output"] == "identical"  # same input, same bytes
+    assert steps["subtract-background"]["outputs"]["background"]["state"] == "identical"  # same input, same bytes
     outputs = steps["plate-solver"]["outputs"]
-    assert outputs["processed"]["existing"] == "identical"
+    assert outputs["processed"]["state"] == "identical"
     assert outputs["processed"]["generation"] == processed["processed"].generation
-    assert outputs["quick_look"]["existing"] == "different (replaced by this rerun)"
+    assert outputs["quick_look"]["state"] == "replaced"  # different, and this run is a rerun
     png = context.storage.stat(*image["outputs"]["quick_look"].split("/", 1))
     assert png.ref.generation == outputs["quick_look"]["generation"] != old_png.generation
     assert context.storage.read(png.ref).startswith(b"\x89PNG")

@@ -54,7 +54,7 @@ def test_reprocess_through_the_stack_reruns_the_chain_once(local_stack: LocalSta
         assert after[step]["state"] == "done"
         assert after[step]["message_id"] != first[step]["message_id"]
     assert after["record-image"]["counted"] is False  # counted once, on the first run
-    assert after["plate-solver"]["outputs"]["processed"]["existing"] == "identical"
+    assert after["plate-solver"]["outputs"]["processed"]["state"] == "identical"
     assert gcs.bucket(local_stack.settings.bucket("processed")).get_blob(name).generation == processed.generation
     assert image_doc.get().to_dict()["status"] == "solved"
     for collection, doc_id in (("units", unit), ("observations", f"{unit}_{camera}_20261124T080000")):

@@ -25,6 +25,7 @@ import pytest
 from fixtures_stack import running_stack
 from panoptes_network.core.messages import ObjectRef
 from panoptes_network.core.names import parse_raw_name
+from panoptes_network.core.records import step_record
 from panoptes_network.core.topology import load_topology
 from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.local.stack_load import (
@@ -171,7 +172,11 @@ def test_each_step_ran_once_on_what_the_step_before_handed_it(run: LoadRun) -> N
         assert {steps[step]["input"] for step in CHAIN} == {
             ObjectRef(raw, frame.compressed_name, image["generation"]).identity
         }
-        background = ObjectRef(backgrounds, background_name(frame), steps["subtract-background"]["output_generation"])
+        background = ObjectRef(
+            backgrounds,
+            background_name(frame),
+            step_record(image, "subtract-background").output_generation("background"),
+        )
         assert steps["plate-solver"]["background"] == background.identity
 
 
@@ -184,7 +189,7 @@ def test_each_output_object_is_written_once(run: LoadRun) -> None:
         frame.compressed_name: run.images[image_id]["generation"] for image_id, frame in run.frames.items()
     }
     assert {blob.name: blob.generation for blob in run.gcs.list_blobs(backgrounds)} == {
-        background_name(frame): run.images[image_id]["steps"]["subtract-background"]["output_generation"]
+        background_name(frame): step_record(run.images[image_id], "subtract-background").output_generation("background")
         for image_id, frame in run.frames.items()
     }
     assert list(run.gcs.list_blobs(run.stack.settings.bucket("processed"))) == []

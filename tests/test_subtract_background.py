@@ -167,7 +167,7 @@ def test_the_step_stores_records_and_publishes_to_plate_solve(local, small_frame
     assert set(stats["channels"]["G1"]["percentiles"]) == {"p5", "p25", "p50", "p75", "p95"}
     assert stats["black_level"]["R"] == 2048 and stats["mesh_px"] < 42 and stats["warnings"]
     step = image["steps"]["subtract-background"]
-    assert step["state"] == "done" and step["output_generation"] == background["generation"]
+    assert step["state"] == "done" and step["outputs"]["background"]["generation"] == background["generation"]
     assert step["published"]["plate-solve"] == queued.message_id
 
 
@@ -208,10 +208,11 @@ def test_a_different_existing_file_is_a_recorded_conflict(local, small_frame) ->
     context.storage.write_new("panoptes-backgrounds", target, b"SIMPLE  = something else")
     drain_messages(queue)
     handled = deliver(context, message)
-    assert "conflict" in handled.reason
+    assert handled.outcome is Outcome.CONFLICT and "conflict" in handled.reason
     assert [q for q in drain_messages(queue) if q.topic == "plate-solve"] == []
     step = context.metadata.get("images", message.image_id)["steps"]["subtract-background"]
-    assert "conflict" in step["conflict"]
+    assert step["state"] == "conflict" and target in step["conflict"]
+    assert step["outputs"]["background"]["state"] == "conflict"
     assert context.storage.read(context.storage.stat("panoptes-backgrounds", target).ref) == b"SIMPLE  = something else"
 
 

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from panoptes_network.adapters.metadata import MetadataStore
 from panoptes_network.core.errors import TransientError
 from panoptes_network.core.logs import log
+from panoptes_network.core.records import LEASES
 
-LEASES = "leases"
 # A duplicate that finds the lease held waits this long for it before answering "come back
 # later": copies of a quick step then find the work done (204) instead of spending delivery
 # attempts on 503s, which could send a harmless copy to the dead-letter topic.

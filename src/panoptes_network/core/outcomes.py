@@ -14,6 +14,7 @@ class Outcome(str, enum.Enum):
 
     DONE = "done"
     ALREADY_DONE = "already_done"
+    CONFLICT = "conflict"  # an output name held something else: both kept, recorded for a person
     REJECTED = "rejected"
     IGNORED = "ignored"
     TRANSIENT = "transient"
@@ -40,6 +41,7 @@ class Outcome(str, enum.Enum):
 HTTP_STATUS: dict[Outcome, int] = {
     Outcome.DONE: 204,
     Outcome.ALREADY_DONE: 204,
+    Outcome.CONFLICT: 204,
     Outcome.REJECTED: 204,
     Outcome.IGNORED: 204,
     Outcome.TRANSIENT: 503,
@@ -52,6 +54,7 @@ HTTP_STATUS: dict[Outcome, int] = {
 SEVERITY: dict[Outcome, str] = {
     Outcome.DONE: "INFO",
     Outcome.ALREADY_DONE: "INFO",
+    Outcome.CONFLICT: "WARNING",
     Outcome.REJECTED: "ERROR",
     Outcome.IGNORED: "NOTICE",
     Outcome.TRANSIENT: "WARNING",

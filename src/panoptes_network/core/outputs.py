@@ -1,4 +1,5 @@
-"""Writing a step's outputs: create-only, and what an object already under the name means.
+"""Writing one output: create-only, and what an object already under the name means (the step
+shell's writer; the shell decides what a kept object means for the step).
 
 A redelivered or concurrent message finds its own earlier output (same content: reuse it);
 anything else under the name is never overwritten (kept, for the step to record as a conflict),
@@ -16,6 +17,7 @@ from panoptes_network.core.messages import ObjectRef
 from panoptes_network.science.fits_codec import same_content
 
 WRITTEN, IDENTICAL, KEPT, REPLACED = "written", "identical", "kept", "replaced"
+CONFLICT = "conflict"  # KEPT, where the name is the step's own: the step shell records a conflict
 
 
 @dataclasses.dataclass(frozen=True)

@@ -48,7 +48,7 @@ class StepState(str, enum.Enum):
     """``images/{image_id}.steps.{step}.state``."""
 
     DONE = "done"
-    CONFLICT = "conflict"  # done, but an existing output disagreed and both were kept
+    CONFLICT = "conflict"  # an output name held different content: both kept, nothing passed on
     REJECTED = "rejected"
     ERROR = "error"
 

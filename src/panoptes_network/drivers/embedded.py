@@ -19,6 +19,7 @@ from typing import Any
 
 from panoptes_network.adapters.backends import local_context, notify_finalize
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
+from panoptes_network.core import records
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.logs import configure_logging, log
@@ -32,8 +33,7 @@ logger = logging.getLogger(__name__)
 
 TRANSIENT_RETRIES = 3
 RETRY_BACKOFF_SECONDS = 0.5
-FAILED_STATES = ("rejected", "error", "conflict")
-FAILED_OUTCOMES = (Outcome.REJECTED, Outcome.ERROR, Outcome.TRANSIENT, Outcome.MALFORMED)
+FAILED_OUTCOMES = (Outcome.REJECTED, Outcome.ERROR, Outcome.TRANSIENT, Outcome.MALFORMED, Outcome.CONFLICT)
 
 
 @dataclasses.dataclass
@@ -150,13 +150,13 @@ def record_of(context: Context, report: FileReport) -> dict[str, Any]:
     record: dict[str, Any] = {"input": report.path}
     if report.error is not None:
         return {**record, "image_id": report.image_id, "status": "rejected", "error": report.error}
-    stored = context.metadata.get("images", report.image_id) if report.image_id else None
+    stored = records.image(context.metadata, report.image_id) if report.image_id else None
     if stored is None and report.ref is not None:
-        stored = context.metadata.get("objects", report.ref.doc_id)
+        stored = records.object_record(context.metadata, report.ref.doc_id)
     return {**record, **(stored or {})}
 
 
 def record_failed(record: dict[str, Any]) -> bool:
-    """Whether an image's record shows a failure a person should look at."""
-    steps = record.get("steps", {})
-    return record.get("status") in FAILED_STATES or any(s.get("state") in FAILED_STATES for s in steps.values())
+    """Whether an image's record shows a failure a person should look at: a rejection, an error,
+    or a conflict (an output name held something else) on any step."""
+    return record.get("status") in records.FAILED_STATES or any(s.failed for s in records.steps(record).values())

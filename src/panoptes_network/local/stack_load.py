@@ -24,7 +24,9 @@ from typing import Any
 
 from astropy.io import fits
 
+from panoptes_network.core import records
 from panoptes_network.core.names import parse_raw_name
+from panoptes_network.core.status import StepState
 from panoptes_network.science.fits_codec import compressed_file, to_bytes
 from panoptes_network.synthetic.frames import FrameSpec, make_frame
 
@@ -122,21 +124,20 @@ def upload_all(bucket: Any, frames: Sequence[LoadFrame], threads: int = UPLOAD_T
 
 
 def final_step_done(image: dict[str, Any] | None) -> bool:
-    state: str | None = ((image or {}).get("steps") or {}).get(FINAL_STEP, {}).get("state")
-    return state == "done"
+    return records.step_record(image, FINAL_STEP).state == StepState.DONE.value
 
 
 def settled(frame: LoadFrame, image: dict[str, Any] | None) -> bool:
     """Whether every step of the frame's chain has recorded its outcome on the image (a step
     records after publishing to the next, so the final step may finish before the one ahead)."""
-    recorded = ((image or {}).get("steps") or {}).keys()
+    recorded = records.steps(image).keys()
     return final_step_done(image) and set(frame.steps) <= recorded
 
 
 def wait_until_final(db: Any, frames: Sequence[LoadFrame], timeout_seconds: float) -> dict[str, dict[str, Any]]:
     """The image documents (from a google-cloud-firestore Client) once every frame's image has
     settled, or as they are when ``timeout_seconds`` run out (missing documents left out)."""
-    references = [db.collection("images").document(frame.image_id) for frame in frames]
+    references = [db.collection(records.IMAGES).document(frame.image_id) for frame in frames]
     deadline = time.monotonic() + timeout_seconds
     while True:
         images = {snapshot.id: snapshot.to_dict() for snapshot in db.get_all(references) if snapshot.exists}
@@ -160,14 +161,14 @@ class LoadReport:
         return self.images / self.seconds
 
     def fields(self) -> dict[str, float]:
-        return {
-            "images": self.images,
-            "seconds": round(self.seconds, 2),
-            "images_per_s": round(self.images_per_second, 2),
-            "p50_latency_s": round(self.p50_latency_s, 2),
-            "p95_latency_s": round(self.p95_latency_s, 2),
-            "max_latency_s": round(self.max_latency_s, 2),
-        }
+        return dict(  # the names of the bench line, images=... first
+            images=self.images,
+            seconds=round(self.seconds, 2),
+            images_per_s=round(self.images_per_second, 2),
+            p50_latency_s=round(self.p50_latency_s, 2),
+            p95_latency_s=round(self.p95_latency_s, 2),
+            max_latency_s=round(self.max_latency_s, 2),
+        )
 
     def line(self) -> str:
         return " ".join(f"{key}={value}" for key, value in self.fields().items())
@@ -176,7 +177,7 @@ class LoadReport:
 def measure(uploads: Uploads, images: dict[str, dict[str, Any]]) -> LoadReport:
     """The report over the images whose final step is done (the caller checks that is all of them)."""
     finished = {
-        image_id: image["steps"][FINAL_STEP]["finished"].timestamp()
+        image_id: records.step_record(image, FINAL_STEP).get("finished").timestamp()
         for image_id, image in images.items()
         if final_step_done(image)
     }

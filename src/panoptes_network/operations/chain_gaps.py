@@ -14,10 +14,10 @@ from typing import Any
 
 from panoptes_network.adapters.metadata import MetadataStore
 from panoptes_network.adapters.storage import Storage
+from panoptes_network.core import records
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.names import FileKind, parse_raw_name
 from panoptes_network.core.status import ImageStatus, StepState
-from panoptes_network.operations.reprocessing import latest_step
 
 FINISHED = {ImageStatus.SOLVED.value, ImageStatus.UNSOLVED.value, ImageStatus.REJECTED.value}
 
@@ -31,11 +31,11 @@ class Gap:
 
 
 def _last_step(image: dict[str, Any]) -> str:
-    name = latest_step(image)
+    name = records.latest_step(image)
     if name is None:
         return "no step recorded"
-    record = image["steps"][name]
-    return f"last step {name}: {record.get('state')}" + (f" ({record['error']})" if record.get("error") else "")
+    record = records.step_record(image, name)
+    return f"last step {name}: {record.state}" + (f" ({record.error})" if record.error else "")
 
 
 def kind_of(object_name: str) -> tuple[FileKind, str | None]:
@@ -50,23 +50,24 @@ def kind_of(object_name: str) -> tuple[FileKind, str | None]:
 
 def gap_of(kind: FileKind, identity: str, image: dict[str, Any] | None, seen: bool) -> str | None:
     """Why this object's chain is unfinished, or None when it is finished: from its kind, its
-    identity (bucket/name#generation), its image record and whether image-received saw it."""
+    identity (bucket/name#generation), its image record and whether image-received saw it. A
+    conflict is a gap whatever else happened: an output name holds something else, and a person
+    must decide."""
     if kind is FileKind.OTHER:
         return None if seen else "never seen by image-received"
     if image is None:
         return "no image record: never routed or never recorded"
-    steps = image.get("steps") or {}
+    steps = records.steps(image)
+    conflicts = [
+        f"{name}: {record.conflict}" for name, record in steps.items() if record.state == StepState.CONFLICT.value
+    ]
+    if conflicts:
+        return "conflict in " + "; ".join(conflicts)
     if kind is FileKind.FITS:
-        compress = steps.get("compress-fits") or {}
-        if compress.get("state") == StepState.CONFLICT.value:
-            return None  # kept on purpose, recorded as a conflict for a person
         return f"still uncompressed; {_last_step(image)}"
     if kind is FileKind.RAW:
-        convert = steps.get("make-rgb-fits") or {}
-        if convert.get("input") == identity and convert.get("state") in (
-            StepState.DONE.value,
-            StepState.REJECTED.value,
-        ):
+        convert = records.step_record(image, "make-rgb-fits")
+        if convert.input == identity and convert.state in (StepState.DONE.value, StepState.REJECTED.value):
             return None
         return f"not converted; {_last_step(image)}"
     if image.get("status") in FINISHED:
@@ -79,8 +80,8 @@ def find_gaps(storage: Storage, metadata: MetadataStore, raw_bucket: str) -> Ite
     for info in storage.list(raw_bucket):
         ref = info.ref
         kind, image_id = kind_of(ref.name)
-        image = metadata.get("images", image_id) if image_id is not None else None
-        seen = metadata.get("objects", ref.doc_id) is not None
+        image = records.image(metadata, image_id) if image_id is not None else None
+        seen = records.object_record(metadata, ref.doc_id) is not None
         why = gap_of(kind, ref.identity, image, seen)
         if why is not None:
             yield Gap(ref.identity, image_id, (image or {}).get("status"), why)

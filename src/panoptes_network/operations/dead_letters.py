@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from panoptes_network.adapters.metadata import MetadataStore
+from panoptes_network.core import records
 from panoptes_network.core.topology import Service, Topology, dead_letter_topic
 
 SOURCE_ATTRIBUTE_PREFIX = "CloudPubSubDeadLetter"
@@ -54,10 +55,10 @@ def last_error(metadata: MetadataStore | None, letter: DeadLetter) -> str:
     image_id = payload.get("image_id") if isinstance(payload, dict) else None
     if metadata is None or not isinstance(image_id, str):
         return "no image record (refused at the boundary: see the service's log)"
-    step = ((metadata.get("images", image_id) or {}).get("steps") or {}).get(letter.service) or {}
-    if not step.get("error"):
-        return f"no error recorded on images/{image_id}"
-    return f"{step.get('error_class', 'Error')}: {step['error']}"
+    step = records.step_record(records.image(metadata, image_id), letter.service)
+    if not step.error:
+        return f"no error recorded on {records.IMAGES}/{image_id}"
+    return f"{step.get('error_class', 'Error')}: {step.error}"
 
 
 class DeadLetterQueue:

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from panoptes_network.core import records
 from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObjectRef, StepMessage, storage_notification
 
@@ -58,31 +59,23 @@ def select_images(context: Context, selection: Selection) -> Iterator[tuple[str,
     """Matching images in id order (equality filters run in the store, the date filter here)."""
     base = {"unit_id": selection.unit} if selection.unit else {}
     filters = [{**base, "status": status} for status in selection.statuses] or [base]
-    found = {}
+    found: dict[str, dict[str, Any]] = {}
     for where in filters:
-        found.update(context.metadata.list("images", where or None))
+        found.update(records.images(context.metadata, where or None))
     for image_id in sorted(found):
         if selection.admits(found[image_id]):
             yield image_id, found[image_id]
 
 
-def latest_step(image: dict[str, Any]) -> str | None:
-    """The step that ran last on the image: where its chain stopped, failed or finished."""
-    steps = image.get("steps") or {}
-    if not steps:
-        return None
-    return max(steps, key=lambda name: steps[name].get("finished") or dt.datetime.min.replace(tzinfo=dt.UTC))
-
-
 def plan_rerun(context: Context, image_id: str, image: dict[str, Any], step: str | None, token: str) -> Rerun:
     """The message that re-runs ``step`` (default: the latest) on this image, rebuilt from its record."""
-    step = step or latest_step(image)
-    record = (image.get("steps") or {}).get(step or "")
-    if step is None or not record or not record.get("input"):
+    step = step or records.latest_step(image)
+    record = records.step_record(image, step or "")
+    if step is None or record.input is None:
         return Rerun(image_id, step, skipped=f"{step or 'no step'} never ran on this image")
     if not image.get("sequence_id"):
         return Rerun(image_id, step, skipped="the image record has no sequence_id")
-    ref = ObjectRef.from_identity(record["input"])
+    ref = ObjectRef.from_identity(record.input)
     live = context.storage.stat(ref.bucket, ref.name)
     if live is None or live.ref.generation != ref.generation:
         return Rerun(image_id, step, skipped=f"its input {ref.identity} no longer exists")
@@ -91,7 +84,7 @@ def plan_rerun(context: Context, image_id: str, image: dict[str, Any], step: str
         data, attributes = storage_notification(ref, live.size, live.content_type)
         attributes = {**attributes, "rerun": token}
     else:
-        message = StepMessage(ref, image_id, image["sequence_id"], record.get("extra") or {}, token)
+        message = StepMessage(ref, image_id, image["sequence_id"], record.extra, token)
         data, attributes = message.encode()
     return Rerun(image_id, step, service.topic, data, attributes)
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from astropy.wcs import WCS
 
 from panoptes_network.science.catalog_match import FieldGeometry, Matches, MatchSettings, field_geometry, match_sources
 from panoptes_network.science.catalog_stars import CatalogStars, ConeSearch
@@ -38,6 +39,19 @@ class FrameAnalysis:
     stamp_x0: np.ndarray | None = None
     stamp_y0: np.ndarray | None = None
     stamps: np.ndarray | None = None  # (matches, size, size) float32
+
+    def solved(self) -> Solved | None:
+        """What exists only for a solved frame, typed as present; None when it did not solve."""
+        if self.solution.wcs is None or self.geometry is None or self.matches is None:
+            return None
+        return Solved(self.solution.wcs, self.geometry, self.matches)
+
+
+@dataclasses.dataclass(frozen=True)
+class Solved:
+    wcs: WCS
+    geometry: FieldGeometry
+    matches: Matches
 
 
 def mount_hint(header: Mapping[str, Any]) -> tuple[float, float] | None:

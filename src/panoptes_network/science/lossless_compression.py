@@ -14,7 +14,6 @@ import dataclasses
 import numpy as np
 from astropy.io import fits
 
-from panoptes_network.core.errors import BadInput
 from panoptes_network.science.fits_codec import compressed_image, open_fits, to_bytes
 
 # Cards that describe the storage, not the image: they differ between plain and compressed.
@@ -114,12 +113,3 @@ def compress_verified(data: bytes, what: str) -> Compressed:
     if problems:
         raise RuntimeError(f"compression of {what} did not verify: {'; '.join(problems)}")
     return Compressed(compressed, len(data))
-
-
-def holds_same_content(original_data: bytes, candidate_data: bytes, what: str) -> bool:
-    """Whether an existing compressed file holds exactly the original's data and header."""
-    try:
-        candidate = open_fits(candidate_data, what)
-    except BadInput:
-        return False
-    return not differences(open_fits(original_data, what), candidate)

@@ -8,19 +8,18 @@ the raw bucket's notification (image-received -> record-image).
 
 from __future__ import annotations
 
-import logging
-
 from panoptes_network.core.context import Context
-from panoptes_network.core.errors import AlreadyExists, BadInput, NotFound, PreconditionFailed
-from panoptes_network.core.logs import log
+from panoptes_network.core.errors import NotFound, PreconditionFailed
 from panoptes_network.core.messages import ObjectRef, StepMessage
-from panoptes_network.core.outcomes import Outcome
-from panoptes_network.core.status import StepState
-from panoptes_network.core.step_shell import Step, StepResult
-from panoptes_network.science.lossless_compression import compress_verified, holds_same_content
+from panoptes_network.core.step_shell import Step, StepResult, Target, Work
+from panoptes_network.science.lossless_compression import compress_verified
 
 NAME = "compress-fits"
-logger = logging.getLogger(__name__)
+
+
+def outputs(context: Context, message: StepMessage) -> dict[str, Target]:
+    """``X.fits.fz`` beside ``X.fits``."""
+    return {"compressed": Target(message.ref.bucket, f"{message.ref.name}.fz", "application/fits")}
 
 
 def _delete_original(context: Context, ref: ObjectRef) -> str:
@@ -34,31 +33,15 @@ def _delete_original(context: Context, ref: ObjectRef) -> str:
     return "deleted"
 
 
-def handle(context: Context, message: StepMessage) -> StepResult:
-    ref = message.ref
-    target = f"{ref.name}.fz"
-    try:
-        original = context.storage.read(ref)
-    except NotFound:
-        done = context.storage.stat(ref.bucket, target)
-        if done is not None:
-            return StepResult(Outcome.ALREADY_DONE, reason=f"{ref.identity} is gone and {target} exists")
-        raise BadInput(f"{ref.identity} no longer exists and there is no {target}") from None
-    compressed = compress_verified(original, ref.identity)
-    record = {"output": f"{ref.bucket}/{target}", "ratio": round(compressed.ratio, 3), "verified": True}
-    try:
-        written = context.storage.write_new(ref.bucket, target, compressed.data, "application/fits")
-        record["output_generation"] = written.generation
-    except AlreadyExists:
-        existing = context.storage.stat(ref.bucket, target)
-        if existing is None or not holds_same_content(original, context.storage.read(existing.ref), target):
-            reason = f"conflict: {target} already exists with different content; both kept"
-            log(logger, "WARNING", reason, input=ref.identity)
-            return StepResult(reason=reason, record={**record, "state": StepState.CONFLICT.value, "conflict": reason})
-        record["output_generation"] = existing.ref.generation
-        record["existing_output"] = "identical"
-    record["original"] = _delete_original(context, ref)
-    return StepResult(reason=f"compressed {compressed.ratio:.2f}x, original {record['original']}", record=record)
+def do(work: Work) -> StepResult:
+    ref = work.message.ref
+    compressed = compress_verified(work.read(), ref.identity)
+    work.write({"compressed": compressed.data})  # a conflict ends the step here: the original stays
+    original = _delete_original(work.context, ref)
+    return StepResult(
+        reason=f"compressed {compressed.ratio:.2f}x, original {original}",
+        record={"ratio": round(compressed.ratio, 3), "verified": True, "original": original},
+    )
 
 
-STEP = Step(NAME, handle)
+STEP = Step(NAME, do, writes=outputs, consumes_input=True)

@@ -12,74 +12,63 @@ second finds each object already there with the same content and writes nothing 
 
 from __future__ import annotations
 
-import logging
-
 from panoptes_network.core.context import Context
-from panoptes_network.core.errors import BadInput, NotFound
-from panoptes_network.core.logs import log
+from panoptes_network.core.errors import BadInput
 from panoptes_network.core.messages import StepMessage
 from panoptes_network.core.names import FileKind, parse_raw_name
-from panoptes_network.core.outcomes import Outcome
-from panoptes_network.core.outputs import IDENTICAL, KEPT, REPLACED, WRITTEN, store_output
-from panoptes_network.core.status import ImageStatus, StepState
-from panoptes_network.core.step_shell import Step, StepResult, done_before
+from panoptes_network.core.outputs import IDENTICAL, KEPT, REPLACED, WRITTEN
+from panoptes_network.core.status import ImageStatus
+from panoptes_network.core.step_shell import Step, StepResult, Target, Work
 from panoptes_network.science.rgb_products import RgbSettings, camera_fields, make_products
 
 NAME = "make-rgb-fits"
 SETTINGS = RgbSettings()
-logger = logging.getLogger(__name__)
+COLORS = ("r", "g", "b")
+RAW_FITS_SOURCE = {WRITTEN: "made here", IDENTICAL: "made here (already written)", KEPT: "the unit's own, left"}
 
 
-def handle(context: Context, message: StepMessage) -> StepResult:
-    ref = message.ref
-    name = parse_raw_name(ref.name)
-    if name.kind is not FileKind.RAW:
-        raise BadInput(f"{ref.name} is not a camera raw (extension .{name.extension})")
-    if done_before(context, NAME, message.image_id, message):
-        return StepResult(Outcome.ALREADY_DONE, reason="already converted")
-    try:
-        data = context.storage.read(ref)
-    except NotFound as exc:
-        raise BadInput(f"{ref.identity} no longer exists", exc) from exc
-    products = make_products(data, name, SETTINGS)
+def outputs(context: Context, message: StepMessage) -> dict[str, Target]:
+    """The raw bucket's ``.fits.fz`` (shared: the unit may upload its own) and the rgb bucket's products."""
+    base = parse_raw_name(message.ref.name).base_path
     raw_bucket, rgb_bucket = context.settings.bucket("raw"), context.settings.bucket("rgb")
-    raw_fits = f"{name.base_path}.fits.fz"
-    outputs = {
-        "raw_fits": (raw_bucket, raw_fits, products.raw_fits, "application/fits"),
-        **{
-            f"{color.lower()}_fits": (rgb_bucket, f"{name.base_path}_{color.lower()}.fits", data_, "application/fits")
-            for color, data_ in products.color_fits.items()
-        },
-        "preview": (rgb_bucket, f"{name.base_path}.jpg", products.jpeg, "image/jpeg"),
+    return {
+        "raw_fits": Target(raw_bucket, f"{base}.fits.fz", "application/fits", shared=True),
+        **{f"{c}_fits": Target(rgb_bucket, f"{base}_{c}.fits", "application/fits") for c in COLORS},
+        "preview": Target(rgb_bucket, f"{base}.jpg", "image/jpeg"),
     }
-    rerun = message.rerun is not None  # a rerun replaces our colour products, never the raw bucket's FITS
-    states = {
-        key: store_output(context.storage, *output, replace=rerun and key != "raw_fits").state
-        for key, output in outputs.items()
-    }
-    conflicts = [outputs[key][1] for key, state in states.items() if state == KEPT and key != "raw_fits"]
-    for conflict in conflicts:
-        log(logger, "WARNING", f"{conflict} already exists with other content; left as it is")
-    locations = {key: f"{bucket}/{path}" for key, (bucket, path, _, _) in outputs.items()}
-    raw_note = {WRITTEN: "made here", IDENTICAL: "made here (already written)", KEPT: "the unit's own, left"}
-    new = sorted(key for key, state in states.items() if state in (WRITTEN, REPLACED))
-    record = {
-        "outputs": locations,
-        "written": new,
-        "raw_fits_source": raw_note[states["raw_fits"]],
-        "method": SETTINGS.method.value,
-        "preview_source": products.preview_source,
-    }
-    if conflicts:  # done, but a person should look: both versions are kept
-        record |= {"state": StepState.CONFLICT.value, "conflict": f"kept existing, different: {', '.join(conflicts)}"}
+
+
+def do(work: Work) -> StepResult:
+    name = parse_raw_name(work.message.ref.name)
+    if name.kind is not FileKind.RAW:
+        raise BadInput(f"{work.message.ref.name} is not a camera raw (extension .{name.extension})")
+    products = make_products(work.read(), name, SETTINGS)
+    work.write(
+        {
+            "raw_fits": products.raw_fits,
+            **{f"{color.lower()}_fits": data for color, data in products.color_fits.items()},
+            "preview": products.jpeg,
+        }
+    )
+    locations = {key: target.location for key, target in work.targets().items()}
+    raw_note = RAW_FITS_SOURCE[work.outputs["raw_fits"]["state"]]
     fields = {
         "raw_fits": locations["raw_fits"],
-        "rgb_fits": {color: locations[f"{color}_fits"] for color in ("r", "g", "b")},
+        "rgb_fits": {color: locations[f"{color}_fits"] for color in COLORS},
         "preview": locations["preview"],
         "camera": camera_fields(products.header),
     }
-    reason = f"wrote {len(new)} of {len(outputs)} outputs; raw FITS {raw_note[states['raw_fits']]}"
-    return StepResult(reason=reason, record=record, fields=fields, status=ImageStatus.CONVERTED)
+    new = sum(output["state"] in (WRITTEN, REPLACED) for output in work.outputs.values())
+    return StepResult(
+        reason=f"wrote {new} of {len(work.outputs)} outputs; raw FITS {raw_note}",
+        record={
+            "raw_fits_source": raw_note,
+            "method": SETTINGS.method.value,
+            "preview_source": products.preview_source,
+        },
+        fields=fields,
+        status=ImageStatus.CONVERTED,
+    )
 
 
-STEP = Step(NAME, handle)
+STEP = Step(NAME, do, writes=outputs)

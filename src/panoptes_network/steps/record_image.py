@@ -13,29 +13,25 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from panoptes_network.core.context import Context
+from panoptes_network.core import records
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.logs import log
-from panoptes_network.core.messages import StepMessage
 from panoptes_network.core.names import parse_raw_name
-from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, done_before
+from panoptes_network.core.step_shell import INPUT, Step, StepResult, Work
 from panoptes_network.science.fits_header import read_image_header
 from panoptes_network.science.header_metadata import header_id_mismatches, image_fields, observation_fields, unit_fields
 
 NAME = "record-image"
 NEXT_TOPIC = "subtract-background"
-COUNTED = "counted_images"
 logger = logging.getLogger(__name__)
 
 
-def handle(context: Context, message: StepMessage) -> StepResult:
+def do(work: Work) -> StepResult:
+    context, message = work.context, work.message
     ref = message.ref
-    if done_before(context, NAME, message.image_id, message):
-        return StepResult(Outcome.ALREADY_DONE, reason="header already recorded")
     name = parse_raw_name(ref.name)
-    header, bytes_read, size_needed = read_image_header(partial(context.storage.read_range, ref), ref.identity)
+    header, bytes_read, size_needed = read_image_header(partial(work.read_range, INPUT), ref.identity)
     info = context.storage.stat(ref.bucket, ref.name)
     if info is not None and info.ref.generation == ref.generation and info.size < size_needed:
         raise BadInput(f"{ref.identity} is truncated: {info.size} bytes where its headers describe {size_needed}")
@@ -44,27 +40,27 @@ def handle(context: Context, message: StepMessage) -> StepResult:
         log(logger, "WARNING", f"header disagrees with path: {warning}", input=ref.identity)
 
     image = image_fields(header, name)
-    context.metadata.create("units", name.unit_id, unit_fields(header, name))
-    context.metadata.merge("observations", name.sequence_id, observation_fields(header, name))
-    context.metadata.merge(
-        "images", name.image_id, {**image, "bucket_path": f"{ref.bucket}/{ref.name}", "generation": ref.generation}
+    context.metadata.create(records.UNITS, name.unit_id, unit_fields(header, name))
+    context.metadata.merge(records.OBSERVATIONS, name.sequence_id, observation_fields(header, name))
+    records.merge_image(
+        context.metadata,
+        name.image_id,
+        {**image, "bucket_path": f"{ref.bucket}/{ref.name}", "generation": ref.generation},
     )
     exptime = image["exptime"] or 0.0
     counts = {"num_images": 1, "total_exptime": exptime}
     counted = context.metadata.create_with_increments(
-        COUNTED,
+        records.COUNTED_IMAGES,
         name.image_id,
         {"sequence_id": name.sequence_id, "unit_id": name.unit_id, "exptime": exptime},
-        {("observations", name.sequence_id): counts, ("units", name.unit_id): counts},
+        {(records.OBSERVATIONS, name.sequence_id): counts, (records.UNITS, name.unit_id): counts},
     )
-    next_message = message.then(ref, {"file_kind": name.kind.value})
-    message_id = context.publish(NEXT_TOPIC, next_message)
+    work.publish(NEXT_TOPIC, message.then(ref, {"file_kind": name.kind.value}))
     return StepResult(
         reason=f"{len(header)} cards recorded from {bytes_read} bytes",
-        published={NEXT_TOPIC: message_id},
         record={"header_bytes_read": bytes_read, "cards": len(header), "counted": counted, "warnings": warnings},
         status=ImageStatus.RECORDED,
     )
 
 
-STEP = Step(NAME, handle)
+STEP = Step(NAME, do)

@@ -7,13 +7,12 @@ notification for an input already routed publishes nothing again.
 
 from __future__ import annotations
 
-from panoptes_network.core.context import Context
+from panoptes_network.core import records
 from panoptes_network.core.errors import Ignored
 from panoptes_network.core.messages import ObjectEvent, StepMessage
 from panoptes_network.core.names import FileKind, RawName, parse_raw_name
-from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, done_before, now
+from panoptes_network.core.step_shell import Step, StepResult, Work, now
 
 NAME = "image-received"
 
@@ -35,16 +34,15 @@ def route_for(name: RawName) -> str:
         raise Ignored(f"file type {shown} is not processed (expected .fits, .fits.fz or a camera raw)") from None
 
 
-def handle(context: Context, event: ObjectEvent) -> StepResult:
-    raw_bucket = context.settings.bucket("raw")
+def do(work: Work) -> StepResult:
+    event: ObjectEvent = work.message
+    raw_bucket = work.context.settings.bucket("raw")
     if event.ref.bucket != raw_bucket:
         raise Ignored(f"bucket {event.ref.bucket} is not the raw bucket {raw_bucket}")
     name = parse_raw_name(event.ref.name)
     topic = route_for(name)
-    if done_before(context, NAME, name.image_id, event):
-        return StepResult(Outcome.ALREADY_DONE, reason=f"already routed to {topic}")
-    context.metadata.create(
-        "images",
+    records.create_image(
+        work.context.metadata,
         name.image_id,
         {
             "image_id": name.image_id,
@@ -57,8 +55,8 @@ def handle(context: Context, event: ObjectEvent) -> StepResult:
         },
     )
     message = StepMessage(event.ref, name.image_id, name.sequence_id, {"file_kind": name.kind.value}, event.rerun)
-    message_id = context.publish(topic, message)
-    return StepResult(reason=f"routed to {topic}", published={topic: message_id}, record={"routed_to": topic})
+    work.publish(topic, message)
+    return StepResult(reason=f"routed to {topic}", record={"routed_to": topic})
 
 
-STEP = Step(NAME, handle)
+STEP = Step(NAME, do)

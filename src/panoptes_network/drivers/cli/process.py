@@ -58,7 +58,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     records: list[dict[str, Any]] = []
     failed = 0
     reports = process(args.paths, data_dir, settings, args.jobs, log_path)
-    with tqdm(reports, desc="images", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
+    with tqdm(reports, desc="process", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
         for report in bar:
             record = record_of(context, report)
             failed += report.failed or record_failed(record)

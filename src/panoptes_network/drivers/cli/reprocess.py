@@ -9,6 +9,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from panoptes_network.core import records as documents
 from panoptes_network.core.logs import configure_logging
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.topology import load_topology
@@ -76,7 +77,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
                 row |= {"result": "published", "note": publish(context, rerun)}
                 if runner is not None:  # embedded: run the chain now, as the services would
                     failures = [h for h in runner.drain() if h.outcome in FAILED_OUTCOMES]
-                    final = context.metadata.get("images", image_id) or {}
+                    final = documents.image(context.metadata, image_id) or {}
                     row |= {"result": "failed" if failures else "done", "status": final.get("status")}
                     row["note"] = "; ".join(f"{h.step}: {h.reason}" for h in failures) or f"now {final.get('status')}"
             rows.append(row)

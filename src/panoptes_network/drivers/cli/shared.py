@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from panoptes_network.adapters.metadata import GeoPoint
+from panoptes_network.core import records as documents
 from panoptes_network.core.context import Context
 from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.embedded import EmbeddedRunner
@@ -65,9 +66,9 @@ def print_table(rows: list[tuple[str, ...]], headers: tuple[str, ...], out: Any)
 
 
 def summary_row(record: dict[str, Any]) -> tuple[str, ...]:
-    steps = record.get("steps", {})
-    done = ", ".join(f"{name}:{step.get('state')}" for name, step in steps.items()) or "-"
-    errors = [step.get("error") for step in steps.values() if step.get("error")]
+    steps = documents.steps(record)
+    done = ", ".join(f"{name}:{step.state}" for name, step in steps.items()) or "-"
+    errors = [step.error for step in steps.values() if step.error]
     note = record.get("error") or record.get("reason") or (errors[0] if errors else "")
     image = record.get("image_id") or Path(record.get("input", record.get("name", "?"))).name
     return (image, record.get("status", "?"), done, note)

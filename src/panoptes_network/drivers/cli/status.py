@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
+from panoptes_network.core import records as documents
 from panoptes_network.drivers.cli.shared import (
     Commands,
     CommonOptions,
@@ -29,13 +30,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 2
     metadata = SqliteMetadata(path)
     if args.image_id:
-        record = metadata.get("images", args.image_id)
+        record = documents.image(metadata, args.image_id)
         if record is None:
             print_error(f"no image {args.image_id} in {args.data_dir}/")
             return 1
         records = [record]
     else:
-        records = [doc for _, doc in metadata.list("images")] + [doc for _, doc in metadata.list("objects")]
+        records = [doc for _, doc in documents.images(metadata)] + [
+            doc for _, doc in documents.object_records(metadata)
+        ]
     if args.json:
         for record in records:
             print(record_json(record))
