@@ -17,11 +17,11 @@ from astropy.io import fits
 
 from panoptes_network.core.messages import PushMessage
 from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.records import latest_step
 from panoptes_network.drivers.cli import main
 from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.operations.reprocessing import (
     Selection,
-    latest_step,
     new_token,
     parse_since,
     plan_rerun,

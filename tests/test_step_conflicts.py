@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from astropy.io import fits
 
-from panoptes_network.core.context import local_context
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.cli import main
 from panoptes_network.synthetic.camera_raw import raw_path, write_raw
