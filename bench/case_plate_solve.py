@@ -32,7 +32,7 @@ from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
 from panoptes_network.core import records
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
 from panoptes_network.core.settings import Settings
-from panoptes_network.core.step_shell import Work
+from panoptes_network.core.step import Work
 from panoptes_network.science import background_model
 from panoptes_network.science.frame_astrometry import mount_hint
 from panoptes_network.science.solve_field import solve

@@ -13,7 +13,8 @@ from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObjectRef, PushMessage, StepMessage, parse_step_message
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.settings import Settings
-from panoptes_network.core.step_shell import Handled, Step, run_step
+from panoptes_network.core.step import Step
+from panoptes_network.core.step_shell import Handled, run_step
 from panoptes_network.core.topology import load_topology
 
 RAW = "panoptes-raw-images"

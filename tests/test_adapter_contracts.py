@@ -21,12 +21,13 @@ from google.cloud import pubsub_v1, storage
 from panoptes_network.adapters.firestore_metadata import FirestoreMetadata
 from panoptes_network.adapters.folder_storage import FolderStorage
 from panoptes_network.adapters.gcs_storage import GcsStorage
-from panoptes_network.adapters.metadata import GeoPoint, MetadataStore
+from panoptes_network.adapters.metadata import MetadataStore
 from panoptes_network.adapters.publisher import Publisher, QueuePublisher
 from panoptes_network.adapters.pubsub_publisher import PubSubPublisher
 from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
 from panoptes_network.adapters.storage import Storage
 from panoptes_network.core.errors import AlreadyExists, NotFound, PreconditionFailed, TransientError
+from panoptes_network.core.geo_point import GeoPoint
 from panoptes_network.core.messages import ObjectRef
 from panoptes_network.local.emulators import free_port
 from polling import returns_within, wait_for

@@ -49,7 +49,12 @@ GAPS = {
     "other, recorded": (FileKind.OTHER, None, True, None),
     "other, never seen": (FileKind.OTHER, None, False, "never seen by image-received"),
     "no image record": (FileKind.FITS_FZ, None, True, "no image record: never routed or never recorded"),
-    "fits, kept as a conflict": (FileKind.FITS, {"steps": {"compress-fits": step("conflict", 1)}}, True, None),
+    "fits, kept as a conflict": (
+        FileKind.FITS,
+        {"steps": {"compress-fits": step("conflict", 1, conflict="X.fits.fz already held different content")}},
+        True,
+        "conflict in compress-fits: X.fits.fz already held different content",
+    ),
     "fits, never compressed": (FileKind.FITS, {"steps": {}}, True, "still uncompressed; no step recorded"),
     "fits, compression failed": (
         FileKind.FITS,

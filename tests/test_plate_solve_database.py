@@ -22,7 +22,7 @@ from panoptes_network.adapters.backends import local_context, sql_catalog
 from panoptes_network.adapters.sql_catalog import SqlCatalog
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.core.settings import Settings
-from panoptes_network.core.step_shell import Work
+from panoptes_network.core.step import Work
 from panoptes_network.steps.plate_solve import STEP, PlateSolveSettings, process
 from plate_solver_inputs import put_inputs
 

@@ -12,8 +12,8 @@ import pytest
 from astropy.io import fits
 
 from panoptes_network.adapters.firestore_metadata import FirestoreMetadata
-from panoptes_network.adapters.metadata import GeoPoint
 from panoptes_network.core.context import Context
+from panoptes_network.core.geo_point import GeoPoint
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.science.fits_header import read_image_header

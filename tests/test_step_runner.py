@@ -14,7 +14,7 @@ from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, Work
+from panoptes_network.core.step import Step, StepResult, Work
 from panoptes_network.core.topology import load_topology
 from step_harness import deliver, local
 

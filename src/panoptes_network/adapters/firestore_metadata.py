@@ -21,8 +21,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from panoptes_network.adapters.metadata import AlsoMerge, GeoPoint, Increments
+from panoptes_network.adapters.metadata import AlsoMerge, Increments
 from panoptes_network.core.errors import TransientError
+from panoptes_network.core.geo_point import GeoPoint
 
 RETRY_SECONDS = 5.0
 CONDITIONAL_ATTEMPTS = 10  # conditional writes read again this often before giving up (transient)

@@ -8,7 +8,6 @@ merge key by key, as Firestore's ``set(..., merge=True)`` does.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -17,14 +16,6 @@ from typing import Any, Protocol
 Increments = Mapping[tuple[str, str], Mapping[str, float]]
 # Fields to merge, fixed or decided from the document as it is when written (None: write nothing).
 AlsoMerge = Mapping[str, Any] | Callable[[dict[str, Any]], Mapping[str, Any] | None]
-
-
-@dataclasses.dataclass(frozen=True)
-class GeoPoint:
-    """A place on Earth (Firestore stores it as its GeoPoint type), in degrees."""
-
-    latitude: float
-    longitude: float
 
 
 class MetadataStore(Protocol):

@@ -16,8 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from panoptes_network.adapters.metadata import AlsoMerge, GeoPoint, Increments, deep_merge
+from panoptes_network.adapters.metadata import AlsoMerge, Increments, deep_merge
 from panoptes_network.core.errors import TransientError
+from panoptes_network.core.geo_point import GeoPoint
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (

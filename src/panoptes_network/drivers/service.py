@@ -21,7 +21,8 @@ from panoptes_network.core.logs import configure_logging, log
 from panoptes_network.core.messages import parse_push_envelope
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
-from panoptes_network.core.step_shell import Handled, Step, run_step
+from panoptes_network.core.step import Step
+from panoptes_network.core.step_shell import Handled, run_step
 from panoptes_network.core.topology import load_topology
 from panoptes_network.drivers.push_auth import PushAuthFailure, push_verifier
 

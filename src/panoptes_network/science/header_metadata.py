@@ -19,7 +19,7 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
-from panoptes_network.adapters.metadata import GeoPoint
+from panoptes_network.core.geo_point import GeoPoint
 from panoptes_network.core.names import RawName
 
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import NotFound, PreconditionFailed
 from panoptes_network.core.messages import ObjectRef, StepMessage
-from panoptes_network.core.step_shell import Step, StepResult, Target, Work
+from panoptes_network.core.step import Step, StepResult, Target, Work
 from panoptes_network.science.lossless_compression import compress_verified
 
 NAME = "compress-fits"

@@ -18,7 +18,7 @@ from panoptes_network.core.messages import StepMessage
 from panoptes_network.core.names import FileKind, parse_raw_name
 from panoptes_network.core.outputs import IDENTICAL, KEPT, REPLACED, WRITTEN
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, Target, Work
+from panoptes_network.core.step import Step, StepResult, Target, Work
 from panoptes_network.science.rgb_products import RgbSettings, camera_fields, make_products
 
 NAME = "make-rgb-fits"

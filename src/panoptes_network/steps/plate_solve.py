@@ -33,7 +33,7 @@ from panoptes_network.core.errors import BadInput
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, Target, Work
+from panoptes_network.core.step import Step, StepResult, Target, Work
 from panoptes_network.science import fits_codec
 from panoptes_network.science.background_model import load_model, load_rms
 from panoptes_network.science.frame_astrometry import (

@@ -18,7 +18,7 @@ from panoptes_network.core.errors import BadInput
 from panoptes_network.core.logs import log
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import INPUT, Step, StepResult, Work
+from panoptes_network.core.step import INPUT, Step, StepResult, Work
 from panoptes_network.science.fits_header import read_image_header
 from panoptes_network.science.header_metadata import header_id_mismatches, image_fields, observation_fields, unit_fields
 

@@ -12,7 +12,8 @@ from panoptes_network.core.errors import Ignored
 from panoptes_network.core.messages import ObjectEvent, StepMessage
 from panoptes_network.core.names import FileKind, RawName, parse_raw_name
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, Work, now
+from panoptes_network.core.step import Step, StepResult, Work
+from panoptes_network.core.step_records import now
 
 NAME = "image-received"
 

@@ -17,7 +17,7 @@ from panoptes_network.core.context import Context
 from panoptes_network.core.messages import StepMessage
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.status import ImageStatus
-from panoptes_network.core.step_shell import Step, StepResult, Target, Work
+from panoptes_network.core.step import Step, StepResult, Target, Work
 from panoptes_network.science.background_model import BackgroundSettings, estimate, summary, to_fits
 from panoptes_network.science.fits_codec import image_hdu, open_fits
 

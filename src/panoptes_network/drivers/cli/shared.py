@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any, TypeAlias
 
-from panoptes_network.adapters.metadata import GeoPoint
 from panoptes_network.core import records as documents
 from panoptes_network.core.context import Context
+from panoptes_network.core.geo_point import GeoPoint
 from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.embedded import EmbeddedRunner
 
