@@ -13,6 +13,7 @@ with gcloud's message."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,6 +22,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +32,7 @@ SDK_GCLOUD = Path("/usr/lib/google-cloud-sdk/bin/gcloud")  # the Debian package'
 CLOSED_HOST, CLOSED_PORT = "127.0.0.1", 9  # the discard port: nothing listens on it
 CLOSED_URL = f"http://{CLOSED_HOST}:{CLOSED_PORT}/"
 PARALLEL = 12
-TIMEOUT_SECONDS = 120  # one command, startup to first refused connection, on a busy machine
+TIMEOUT_SECONDS = 300  # one command, startup to first refused connection, on a busy machine
 CONNECTION = re.compile(r"Starting new HTTPS? connection \(\d+\): (?P<address>\S+)")
 REFUSED = re.compile(r"Connection refused|Errno 111")
 # Cloud Build fills in ${NAME} (and $NAME); $$ is a literal $.
@@ -118,6 +120,8 @@ def check(gcloud: Path, args: Sequence[str], env: Mapping[str, str], cwd: Path) 
         start_new_session=True,  # its own process group: stopped with its children
     )
     assert process.stderr is not None
+    stop = threading.Timer(TIMEOUT_SECONDS, stop_group, (process,))  # gcloud hanging: its stderr ends
+    stop.start()
     stderr: list[str] = []
     verdict: Verdict | None = None
     running = False
@@ -134,11 +138,20 @@ def check(gcloud: Path, args: Sequence[str], env: Mapping[str, str], cwd: Path) 
                 verdict = Verdict(tuple(args), True, "")
                 break
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(TIMEOUT_SECONDS)
+        stop.cancel()
+        stop_group(process)
+        process.wait()
         process.stderr.close()
+    if verdict is None and process.returncode == -signal.SIGKILL:
+        return Verdict(tuple(args), False, f"no connection within {TIMEOUT_SECONDS} s: {error_lines(stderr)}")
     return verdict or Verdict(tuple(args), False, f"exit {process.returncode}: {error_lines(stderr)}")
+
+
+def stop_group(process: subprocess.Popen[str]) -> None:
+    """Kill gcloud and its children unless it has ended."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # it ended since the poll
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def check_all(gcloud: Path, commands: Iterable[Sequence[str]], env: Mapping[str, str], cwd: Path) -> list[Verdict]:
