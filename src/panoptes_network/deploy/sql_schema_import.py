@@ -5,7 +5,8 @@ Cloud SQL imports a SQL file from Cloud Storage as the instance's own service ac
 planned after the rest of infra has been applied. The instance carries a label with the hash
 of the schema file it imported last: the same hash plans nothing; another one (a changed
 schema, or none yet) plans the upload of the file under a name of its hash, read access for
-the instance, the import, and the new label. Everything here is gcloud: no database
+the instance, the import, and the new label (set with ``gcloud beta``: the GA track's
+``sql instances patch`` has no label flags). Everything here is gcloud: no database
 password, network path or SQL client is needed on the deploying machine.
 """
 
@@ -68,6 +69,7 @@ def plan_schema_import(names: CloudNames, schema_text: str, gcloud: Gcloud) -> l
         )
     account = instance.account if instance else UNKNOWN_ACCOUNT
     uri, p = schema_uri(names, digest), f"--project={names.project}"
+    label = f"{SCHEMA_LABEL}={digest}"
     return [
         Change(f"upload the schema {digest} ({SCHEMA_FILE})", ("storage", "cp", str(SCHEMA_FILE), uri)),
         Change(
@@ -87,6 +89,7 @@ def plan_schema_import(names: CloudNames, schema_text: str, gcloud: Gcloud) -> l
         ),
         Change(
             f"record schema {digest} on {SQL_INSTANCE}",
-            ("sql", "instances", "patch", SQL_INSTANCE, p, f"--update-labels={SCHEMA_LABEL}={digest}", "--quiet"),
+            # only the beta (and alpha) track's patch sets labels; the GA describe reads them
+            ("beta", "sql", "instances", "patch", SQL_INSTANCE, p, f"--update-labels={label}", "--quiet"),
         ),
     ]
