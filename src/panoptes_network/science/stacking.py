@@ -1,0 +1,130 @@
+"""Median stack of an observation's frames and a difference image that shows what varied.
+
+Alignment keeps the Bayer phase: each frame is moved by its offset against the reference frame
+rounded to EVEN pixels (``even_shifts``), never interpolated, so a stacked pixel only ever
+combines pixels of the same colour (an odd shift would put a red pixel on a green one, and
+interpolation would mix them). The price is a misalignment of up to one pixel per axis, which
+widens the stack's PSF a little. Only the overlap, the region every frame covers, is stacked;
+its origin in the reference frame is even, so the stack's first pixel is the mosaic's first
+colour (R for RGGB) as in the frames.
+
+The difference image is the per-pixel RMS over the frames of (frame - stack). Even shifts leave
+each frame misaligned against the stack by up to a pixel, which alone leaves residuals of 20-40%
+of a bright star's peak, hiding real variation; so, pixel by pixel, the part of (frame - stack)
+that is linear and quadratic in the frame's known sub-pixel misalignment (offset minus even
+shift) is fitted across the frames and removed first (with more than ``2 x 5`` frames; fewer
+leave too few degrees of freedom, and the plain RMS is returned). On synthetic observations this
+cuts a bright star's residual by 2-3x; a star varying by 50% then stands out against stars of
+twice its flux. Pixels saturated in any frame vary with the alignment, not the sky: they are NaN.
+
+Frames are background-subtracted and finite; they are read block by block of rows, so a
+sequence of memory maps (or lazily read frames) keeps the memory to one block of every frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from panoptes_network.science.frame_quality import SATURATION_ABOVE_SKY
+
+BLOCK_BYTES = 256 * 2**20  # float32 cube of one block of rows of every frame
+
+
+def even_shifts(offsets: np.ndarray) -> np.ndarray:
+    """(frames, 2) int: each (dx, dy) rounded to the nearest even number of pixels."""
+    return (2 * np.round(np.asarray(offsets, dtype=np.float64) / 2)).astype(np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Overlap:
+    """The region of the reference frame every frame covers: [y0, y1) x [x0, x1), origin even."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.y1 - self.y0, self.x1 - self.x0
+
+
+def overlap(shifts: np.ndarray, shape: tuple[int, int]) -> Overlap:
+    """Reference pixel (x, y) is pixel (x + sx, y + sy) of a frame shifted by (sx, sy)."""
+    rows, cols = shape
+    region = Overlap(
+        x0=max(0, -int(shifts[:, 0].min())),
+        y0=max(0, -int(shifts[:, 1].min())),
+        x1=cols - max(0, int(shifts[:, 0].max())),
+        y1=rows - max(0, int(shifts[:, 1].max())),
+    )
+    if region.x1 - region.x0 < 2 or region.y1 - region.y0 < 2:
+        raise ValueError(f"the frames share no region: shifts span {np.ptp(shifts, axis=0).tolist()} px")
+    return region
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    image: np.ndarray  # float32, shaped like the overlap
+    region: Overlap  # where it sits in the reference frame
+    offsets: np.ndarray  # (frames, 2) the measured offsets
+    shifts: np.ndarray  # (frames, 2) the even shifts used
+
+    @property
+    def misalignment(self) -> np.ndarray:
+        """(frames, 2): what the even shifts leave of each frame's offset, within a pixel per axis."""
+        return np.asarray(self.offsets - self.shifts, dtype=np.float64)
+
+
+def _blocks(frames: Sequence[np.ndarray], shifts: np.ndarray, region: Overlap) -> Iterator[tuple[slice, np.ndarray]]:
+    """(rows of the stack, the aligned cube (frames, rows, columns)) for each block of rows."""
+    rows, cols = region.shape
+    step = max(2, BLOCK_BYTES // (4 * len(frames) * cols) // 2 * 2)
+    for top in range(0, rows, step):
+        bottom = min(rows, top + step)
+        cube = np.empty((len(frames), bottom - top, cols), np.float32)
+        for f, (frame, (sx, sy)) in enumerate(zip(frames, shifts)):
+            y, x = region.y0 + sy, region.x0 + sx
+            cube[f] = frame[y + top : y + bottom, x : x + cols]
+        yield slice(top, bottom), cube
+
+
+def median_stack(frames: Sequence[np.ndarray], offsets: np.ndarray) -> Stack:
+    """The per-pixel median of the frames aligned by their even shifts, over their overlap."""
+    if len(frames) == 0:
+        raise ValueError("no frames to stack")
+    offsets = np.asarray(offsets, dtype=np.float64).reshape(len(frames), 2)
+    shifts = even_shifts(offsets)
+    region = overlap(shifts, frames[0].shape)
+    image = np.empty(region.shape, np.float32)
+    for rows, cube in _blocks(frames, shifts, region):
+        image[rows] = np.median(cube, axis=0)
+    return Stack(image, region, offsets, shifts)
+
+
+def misalignment_terms(misalignment: np.ndarray) -> np.ndarray:
+    """(frames, terms): dx, dy, dx^2, dy^2, dx dy of each frame's misalignment; none for 10 frames or fewer."""
+    dx, dy = misalignment[:, 0], misalignment[:, 1]
+    terms = np.stack([dx, dy, dx**2, dy**2, dx * dy], axis=1)
+    return terms if len(terms) > 2 * terms.shape[1] else terms[:, :0]
+
+
+def difference_image(
+    frames: Sequence[np.ndarray], stack: Stack, saturation_level: float = SATURATION_ABOVE_SKY
+) -> np.ndarray:
+    """Per-pixel RMS over the frames of (frame - stack), less its fit to the misalignment: what varied."""
+    terms = misalignment_terms(stack.misalignment)
+    fit = terms @ np.linalg.pinv(terms)  # (frames, frames): projects onto the misalignment terms
+    freedom = len(frames) - np.linalg.matrix_rank(terms) if terms.size else len(frames)
+    image = np.empty(stack.region.shape, np.float32)
+    for rows, cube in _blocks(frames, stack.shifts, stack.region):
+        saturated = (cube >= saturation_level).any(axis=0)
+        cube -= stack.image[rows]
+        if terms.size:
+            cube -= np.tensordot(fit.astype(np.float32), cube, axes=1)
+        rms = np.sqrt(np.sum(np.square(cube), axis=0) / freedom)
+        image[rows] = np.where(saturated, np.nan, rms)
+    return image
