@@ -224,7 +224,9 @@ def test_only_the_records_module_spells_a_collection_name() -> None:
 
 def test_the_checks_see_what_they_look_for() -> None:
     """The AST reading itself: imports, names taken from modules, the environment, strings."""
-    assert {"panoptes_network.core.context", "panoptes_network.core.context.Context"} <= imported("steps/plate_solve.py")
+    assert {"panoptes_network.core.context", "panoptes_network.core.context.Context"} <= imported(
+        "steps/plate_solve.py"
+    )
     assert ENVIRONMENT in imported("core/settings.py")
     assert "google.cloud.storage" in imported("adapters/gcs_storage.py")
     assert covers("google", "google.cloud.storage") and not covers("google", "googleapis")

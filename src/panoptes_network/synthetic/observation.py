@@ -28,7 +28,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from panoptes_network.adapters.reference_catalog import ReferenceCatalog, TychoIndexCatalog
+from panoptes_network.adapters.reference_catalog import ReferenceCatalog
+from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.core.names import TIME_FORMAT
 from panoptes_network.science.fits_codec import compressed_file
 from panoptes_network.synthetic.frames import BLACK_LEVEL, GAIN, SATURATION, FrameSpec, bayer_sky, header_for
@@ -167,7 +168,7 @@ def _real_stars(
     field = spec.field
     rows, cols = field.shape
     radius = (np.hypot(rows, cols) / 2 + margin) * field.scale_arcsec / 3600.0 + 0.1
-    stars = (catalog or TychoIndexCatalog()).cone(field.ra, field.dec, radius, (-2.0, field.mag_limit))
+    stars = (catalog or Tycho2IndexCatalog()).cone(field.ra, field.dec, radius, (-2.0, field.mag_limit))
     x, y = true_wcs(field).all_world2pix(stars.ra, stars.dec, 0)
     return x, y, field.flux_at_mag_10 * 10 ** (-0.4 * (np.asarray(stars.mag) - 10.0))
 
