@@ -37,6 +37,17 @@ class BadInput(PipelineError):
     """Permanent: the input can never be processed (recorded as rejected, then acknowledged)."""
 
 
+class OverLimit(BadInput):
+    """Permanent: the input is larger than a configured limit, found from its headers or its
+    stored size before anything was allocated (a decompression bomb is rejected, not decoded)."""
+
+    def __init__(self, what: str, limit: str, value: int, maximum: int, setting: str) -> None:
+        super().__init__(
+            f"{what}: {limit} {value:,} exceeds the limit of {maximum:,} (setting {setting})",
+            details={"limit": limit, "value": value, "maximum": maximum, "setting": setting},
+        )
+
+
 class Ignored(PipelineError):
     """Not for this pipeline (another event type, an unknown file type): recorded, acknowledged."""
 

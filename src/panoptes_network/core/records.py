@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from panoptes_network.adapters.metadata import AlsoMerge, MetadataStore
-from panoptes_network.core.status import StepState
+from panoptes_network.core.status import ImageStatus, StepState
 
 IMAGES = "images"
 OBSERVATIONS = "observations"
@@ -95,6 +95,15 @@ class StepRecord:
 
 
 FAILED_STATES = (StepState.REJECTED.value, StepState.ERROR.value, StepState.CONFLICT.value)
+
+
+FINAL_STATUSES = (ImageStatus.SOLVED.value, ImageStatus.UNSOLVED.value, ImageStatus.REJECTED.value)
+
+
+def frame_is_final(image: Mapping[str, Any] | None) -> bool:
+    """Whether an image's chain has ended (solved, unsolved or rejected); any other status
+    stopped half-way, and ``process`` and ``gaps`` say where."""
+    return (image or {}).get("status") in FINAL_STATUSES
 
 
 def steps(image: Mapping[str, Any] | None) -> dict[str, StepRecord]:

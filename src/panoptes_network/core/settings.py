@@ -14,10 +14,45 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from panoptes_network.core.errors import OverLimit
 from panoptes_network.core.topology import Topology, load_topology
 
 DEFAULT_PROJECT = "panoptes-exp"
 DEFAULT_DATA_DIR = Path("panoptes-data")
+
+
+# Each limit's environment variable: what an over-limit rejection tells the operator to raise.
+LIMIT_SETTINGS = {
+    "max_image_pixels": "PANOPTES_MAX_IMAGE_PIXELS",
+    "max_hdus": "PANOPTES_MAX_HDUS",
+    "max_header_cards": "PANOPTES_MAX_HEADER_CARDS",
+    "max_object_bytes": "PANOPTES_MAX_OBJECT_BYTES",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one input may hold, checked from headers and stored sizes before anything is
+    allocated: a broken or hostile upload becomes a recorded rejection, not an out-of-memory crash."""
+
+    max_image_pixels: int = 80_000_000  # ~4.4x a PANOPTES frame (5208 x 3476 = 18.1 Mpx)
+    max_hdus: int = 100  # a PANOPTES file has 1 or 2
+    max_header_cards: int = 13_000  # a POCS header has ~150; 1 MiB of cards, as before
+    max_object_bytes: int = 400_000_000  # a full frame: 36 MB as .fits, ~25 MB as CR2
+
+    def check(self, what: str, limit: str, value: int) -> None:
+        """``OverLimit`` naming the limit, the value and its setting when ``value`` exceeds it."""
+        maximum = getattr(self, limit)
+        if value > maximum:
+            raise OverLimit(what, limit, value, maximum, LIMIT_SETTINGS[limit])
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Limits:
+        defaults = cls()
+        return cls(**{key: int(env.get(name) or getattr(defaults, key)) for key, name in LIMIT_SETTINGS.items()})
+
+
+DEFAULT_LIMITS = Limits()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +72,7 @@ class Settings:
     reference_catalog: str = "tycho2"  # "tycho2" (installed index files) or "sql" (reference_stars)
     # How long a crashed attempt can block its image (leases.py); shorter than the retry budget.
     lease_seconds: float = 60.0
+    limits: Limits = DEFAULT_LIMITS  # PANOPTES_MAX_*: input sizes every step checks before allocating
 
     def bucket(self, key: str) -> str:
         """The bucket name for a logical bucket (``raw``, ``rgb``, ``backgrounds``, ``processed``)."""
@@ -49,8 +85,8 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
         """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
-        ``DATABASE_URL``, ``PANOPTES_DATABASE_SCHEMA``, ``PANOPTES_REFERENCE_CATALOG`` and
-        ``PANOPTES_LEASE_SECONDS``."""
+        ``DATABASE_URL``, ``PANOPTES_DATABASE_SCHEMA``, ``PANOPTES_REFERENCE_CATALOG``,
+        ``PANOPTES_LEASE_SECONDS`` and the ``PANOPTES_MAX_*`` limits."""
         topology = topology or load_topology()
         buckets = {key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()}
         return cls(
@@ -64,6 +100,7 @@ class Settings:
             database_schema=env.get("PANOPTES_DATABASE_SCHEMA") or None,
             reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
             lease_seconds=float(env.get("PANOPTES_LEASE_SECONDS") or 60.0),
+            limits=Limits.from_env(env),
         )
 
 

@@ -123,8 +123,12 @@ class Work:
         return self.step.writes(self.context, self.message)
 
     def read(self, key: str = INPUT) -> bytes:
-        """The whole input ``key``; ``InputGone`` when that generation no longer exists."""
+        """The whole input ``key``; ``InputGone`` when that generation no longer exists, and
+        ``OverLimit`` when the stored size exceeds ``max_object_bytes`` (asked before downloading)."""
         ref = self.inputs[key]
+        info = self.context.storage.stat(ref.bucket, ref.name)
+        if info is not None and info.ref.generation == ref.generation:
+            self.context.settings.limits.check(ref.identity, "max_object_bytes", info.size)
         try:
             return self.context.storage.read(ref)
         except NotFound as exc:

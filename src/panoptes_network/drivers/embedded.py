@@ -26,8 +26,10 @@ from panoptes_network.core.logs import configure_logging, log
 from panoptes_network.core.messages import ObjectRef, PushMessage
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
+from panoptes_network.core.status import ObjectStatus
 from panoptes_network.core.step_shell import Handled, run_step
 from panoptes_network.drivers.ingest import canonical_name, ingest
+from panoptes_network.operations.chain_gaps import last_step
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +156,15 @@ def record_of(context: Context, report: FileReport) -> dict[str, Any]:
     if stored is None and report.ref is not None:
         stored = records.object_record(context.metadata, report.ref.doc_id)
     return {**record, **(stored or {})}
+
+
+def stopped_short(record: dict[str, Any]) -> str | None:
+    """Where and why an image stopped before a final status (solved, unsolved, rejected), or
+    None when it reached one or never became an image (refused at ingest, an object ignored)."""
+    never_an_image = record.get("error") is not None or record.get("status") in {s.value for s in ObjectStatus}
+    if (records.STEPS not in record and never_an_image) or records.frame_is_final(record):
+        return None
+    return f"stopped at {record.get('status') or 'no record'}; {last_step(record)}"
 
 
 def record_failed(record: dict[str, Any]) -> bool:

@@ -17,9 +17,7 @@ from panoptes_network.adapters.storage import Storage
 from panoptes_network.core import records
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.names import FileKind, parse_raw_name
-from panoptes_network.core.status import ImageStatus, StepState
-
-FINISHED = {ImageStatus.SOLVED.value, ImageStatus.UNSOLVED.value, ImageStatus.REJECTED.value}
+from panoptes_network.core.status import StepState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +28,8 @@ class Gap:
     why: str
 
 
-def _last_step(image: dict[str, Any]) -> str:
+def last_step(image: dict[str, Any]) -> str:
+    """Where an image's chain stopped: its latest step, that step's state and error."""
     name = records.latest_step(image)
     if name is None:
         return "no step recorded"
@@ -64,19 +63,21 @@ def gap_of(kind: FileKind, identity: str, image: dict[str, Any] | None, seen: bo
     if conflicts:
         return "conflict in " + "; ".join(conflicts)
     if kind is FileKind.FITS:
-        return f"still uncompressed; {_last_step(image)}"
+        return f"still uncompressed; {last_step(image)}"
     if kind is FileKind.RAW:
         convert = records.step_record(image, "make-rgb-fits")
         if convert.input == identity and convert.state in (StepState.DONE.value, StepState.REJECTED.value):
             return None
-        return f"not converted; {_last_step(image)}"
-    if image.get("status") in FINISHED:
+        return f"not converted; {last_step(image)}"
+    if records.frame_is_final(image):
         return None
-    return f"stopped at {image.get('status')}; {_last_step(image)}"
+    return f"stopped at {image.get('status')}; {last_step(image)}"
 
 
 def find_gaps(storage: Storage, metadata: MetadataStore, raw_bucket: str) -> Iterator[Gap]:
-    """Every raw object whose chain has not finished, in name order."""
+    """Every raw object whose chain has not finished, in name order; then every image that
+    stopped short of a final status with no raw object left to show it."""
+    listed: set[str | None] = set()
     for info in storage.list(raw_bucket):
         ref = info.ref
         kind, image_id = kind_of(ref.name)
@@ -84,4 +85,9 @@ def find_gaps(storage: Storage, metadata: MetadataStore, raw_bucket: str) -> Ite
         seen = records.object_record(metadata, ref.doc_id) is not None
         why = gap_of(kind, ref.identity, image, seen)
         if why is not None:
+            listed.add(image_id)
             yield Gap(ref.identity, image_id, (image or {}).get("status"), why)
+    for image_id, image in records.images(metadata):
+        if image_id not in listed and not records.frame_is_final(image):
+            identity = image.get("bucket_path") or "-"
+            yield Gap(identity, image_id, image.get("status"), f"stopped at {image.get('status')}; {last_step(image)}")

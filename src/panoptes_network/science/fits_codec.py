@@ -14,12 +14,16 @@ from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
 from panoptes_network.core.errors import BadInput
+from panoptes_network.core.settings import DEFAULT_LIMITS, Limits
+from panoptes_network.science.fits_header import check_limits
 
 
-def open_fits(data: bytes, what: str) -> fits.HDUList:
-    """Parse FITS bytes fully (every HDU's header and data), or ``BadInput`` naming ``what``."""
+def open_fits(data: bytes, what: str, limits: Limits = DEFAULT_LIMITS) -> fits.HDUList:
+    """Parse FITS bytes fully (every HDU's header and data), or ``BadInput`` naming ``what``;
+    ``OverLimit`` from the headers alone when they describe more than ``limits`` allow."""
     if not data.startswith(b"SIMPLE  ="):
         raise BadInput(f"{what} is not a FITS file (it does not start with SIMPLE)")
+    check_limits(data, what, limits)
     with warnings.catch_warnings(record=True) as caught:  # astropy explains truncation in warnings
         warnings.simplefilter("always", AstropyWarning)
         try:

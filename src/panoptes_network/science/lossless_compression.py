@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 from astropy.io import fits
 
+from panoptes_network.core.settings import DEFAULT_LIMITS, Limits
 from panoptes_network.science.fits_codec import compressed_image, open_fits, to_bytes
 
 # Cards that describe the storage, not the image: they differ between plain and compressed.
@@ -101,13 +102,13 @@ def differences(original: fits.HDUList, candidate: fits.HDUList) -> list[str]:
     return found
 
 
-def compress_verified(data: bytes, what: str) -> Compressed:
+def compress_verified(data: bytes, what: str, limits: Limits = DEFAULT_LIMITS) -> Compressed:
     """Compress FITS bytes and verify the result by decompressing it; ``BadInput`` if not FITS.
 
     A verification failure is not bad input but a bug (or a broken library): it raises
     ``RuntimeError`` and nothing downstream deletes the original.
     """
-    original = open_fits(data, what)
+    original = open_fits(data, what, limits)
     compressed = to_bytes(compress_hdus(original))
     problems = differences(original, open_fits(compressed, f"compressed {what}"))
     if problems:

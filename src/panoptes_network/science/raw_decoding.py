@@ -15,6 +15,7 @@ import numpy as np
 import rawpy
 
 from panoptes_network.core.errors import BadInput
+from panoptes_network.core.settings import DEFAULT_LIMITS, Limits
 
 # What LibRaw raises for unreadable input (all derive from LibRawError), plus the I/O errors
 # of a truncated buffer.
@@ -60,12 +61,14 @@ def embedded_preview(raw: rawpy.RawPy) -> bytes | np.ndarray | None:
     return np.asarray(thumb.data)
 
 
-def decode(data: bytes, what: str) -> DecodedRaw:
-    """Unpack a raw file's mosaic and preview, or ``BadInput`` saying why LibRaw refused it."""
+def decode(data: bytes, what: str, limits: Limits = DEFAULT_LIMITS) -> DecodedRaw:
+    """Unpack a raw file's mosaic and preview, or ``BadInput`` saying why LibRaw refused it;
+    ``OverLimit`` from LibRaw's dimensions (read when the file is opened) before it unpacks."""
     if not data:
         raise BadInput(f"{what} is empty (0 bytes)")
     try:
         with rawpy.imread(io.BytesIO(data)) as raw:
+            limits.check(what, "max_image_pixels", int(raw.sizes.raw_height) * int(raw.sizes.raw_width))
             mosaic = raw.raw_image_visible.copy()
             pattern = bayer_pattern(raw)
             by_channel = raw.black_level_per_channel

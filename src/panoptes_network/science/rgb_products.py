@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from astropy.io import fits
 
-from panoptes_network.core.errors import BadInput
+from panoptes_network.core.errors import BadInput, OverLimit
 from panoptes_network.core.names import RawName
+from panoptes_network.core.settings import DEFAULT_LIMITS, Limits
 from panoptes_network.science import fits_codec
 from panoptes_network.science.bayer_interpolation import COLORS, Method, half_size, interpolate
 from panoptes_network.science.exif_header import camera_cards
@@ -83,12 +84,16 @@ def color_fits(plane: np.ndarray, header: fits.Header, color: str, method: Metho
     return fits_codec.to_bytes(fits.HDUList([fits.PrimaryHDU(plane, plane_header)]))
 
 
-def read_raw(data: bytes, name: RawName) -> tuple[DecodedRaw, dict[str, tuple[Any, str | None]]]:
+def read_raw(
+    data: bytes, name: RawName, limits: Limits = DEFAULT_LIMITS
+) -> tuple[DecodedRaw, dict[str, tuple[Any, str | None]]]:
     """Decode the raw and read its EXIF; when LibRaw refuses it, ``BadInput`` names the EXIF read."""
     filename = name.path.rsplit("/", 1)[-1]
     cards = camera_cards(data, filename)
     try:
-        return decode(data, name.path), cards
+        return decode(data, name.path, limits), cards
+    except OverLimit:
+        raise
     except BadInput as exc:
         readable = {k: v for k, v in cards.items() if k != "FILENAME" and k not in PRIVATE_KEYWORDS}
         summary = exif_summary(readable) or "none"
@@ -96,9 +101,9 @@ def read_raw(data: bytes, name: RawName) -> tuple[DecodedRaw, dict[str, tuple[An
         raise BadInput(f"{exc.message}; EXIF read: {summary}", exc.nested, details={"exif": exif}) from exc
 
 
-def raw_fits(data: bytes, name: RawName) -> tuple[DecodedRaw, fits.Header, bytes]:
+def raw_fits(data: bytes, name: RawName, limits: Limits = DEFAULT_LIMITS) -> tuple[DecodedRaw, fits.Header, bytes]:
     """Decode the raw and make its ``.fits.fz`` (mosaic + POCS header, Rice, lossless)."""
-    decoded, cards = read_raw(data, name)
+    decoded, cards = read_raw(data, name, limits)
     header = raw_header(cards, decoded, name)
     return decoded, header, fits_codec.compressed_file(decoded.mosaic, header)
 
@@ -109,9 +114,11 @@ def color_files(decoded: DecodedRaw, header: fits.Header, method: Method) -> dic
     return {color: color_fits(planes.pop(color), header, color, method) for color in COLORS}
 
 
-def make_products(data: bytes, name: RawName, settings: RgbSettings = RgbSettings()) -> Products:
+def make_products(
+    data: bytes, name: RawName, settings: RgbSettings = RgbSettings(), limits: Limits = DEFAULT_LIMITS
+) -> Products:
     """All outputs for one raw, deterministic (same bytes in, same content out)."""
-    decoded, header, raw_file = raw_fits(data, name)
+    decoded, header, raw_file = raw_fits(data, name, limits)
     colors = color_files(decoded, header, settings.method)
     half = half_size(decoded.mosaic, decoded.pattern)
     jpeg, source = preview(decoded.preview, half, float(np.mean(decoded.black_levels)))

@@ -35,7 +35,7 @@ def _delete_original(context: Context, ref: ObjectRef) -> str:
 
 def do(work: Work) -> StepResult:
     ref = work.message.ref
-    compressed = compress_verified(work.read(), ref.identity)
+    compressed = compress_verified(work.read(), ref.identity, work.context.settings.limits)
     work.write({"compressed": compressed.data})  # a conflict ends the step here: the original stays
     original = _delete_original(work.context, ref)
     return StepResult(

@@ -42,7 +42,7 @@ def do(work: Work) -> StepResult:
     name = parse_raw_name(work.message.ref.name)
     if name.kind is not FileKind.RAW:
         raise BadInput(f"{work.message.ref.name} is not a camera raw (extension .{name.extension})")
-    products = make_products(work.read(), name, SETTINGS)
+    products = make_products(work.read(), name, SETTINGS, work.context.settings.limits)
     work.write(
         {
             "raw_fits": products.raw_fits,

@@ -91,7 +91,8 @@ def outputs(context: Context, message: StepMessage) -> dict[str, Target]:
 
 def load_frame(work: Work) -> tuple[np.ndarray, np.ndarray, fits.Header, float]:
     """The background-subtracted frame, the sky RMS, the raw header and the median sky level."""
-    hdu = fits_codec.image_hdu(fits_codec.open_fits(work.read("raw"), "raw image"), "raw image")
+    raw = fits_codec.open_fits(work.read("raw"), "raw image", work.context.settings.limits)
+    hdu = fits_codec.image_hdu(raw, "raw image")
     background_bytes = work.read("background")
     model = load_model(background_bytes)
     if model.shape != hdu.data.shape:

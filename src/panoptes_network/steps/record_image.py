@@ -31,8 +31,11 @@ def do(work: Work) -> StepResult:
     context, message = work.context, work.message
     ref = message.ref
     name = parse_raw_name(ref.name)
-    header, bytes_read, size_needed = read_image_header(partial(work.read_range, INPUT), ref.identity)
+    limits = context.settings.limits
+    header, bytes_read, size_needed = read_image_header(partial(work.read_range, INPUT), ref.identity, limits)
     info = context.storage.stat(ref.bucket, ref.name)
+    if info is not None and info.ref.generation == ref.generation:
+        limits.check(ref.identity, "max_object_bytes", info.size)
     if info is not None and info.ref.generation == ref.generation and info.size < size_needed:
         raise BadInput(f"{ref.identity} is truncated: {info.size} bytes where its headers describe {size_needed}")
     warnings = header_id_mismatches(header, name)

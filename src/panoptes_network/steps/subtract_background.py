@@ -38,7 +38,8 @@ def outputs(context: Context, message: StepMessage) -> dict[str, Target]:
 
 def do(work: Work) -> StepResult:
     message = work.message
-    hdu = image_hdu(open_fits(work.read(), message.ref.identity), message.ref.identity)
+    what = message.ref.identity
+    hdu = image_hdu(open_fits(work.read(), what, work.context.settings.limits), what)
     background = estimate(hdu.data, hdu.header, SETTINGS)
     stats = summary(background)
     written = work.write({"background": to_fits(background, SETTINGS)})["background"]

@@ -21,7 +21,7 @@ from panoptes_network.drivers.cli.shared import (
     record_json,
     summary_row,
 )
-from panoptes_network.drivers.embedded import process, record_failed, record_of
+from panoptes_network.drivers.embedded import process, record_failed, record_of, stopped_short
 
 
 def add_parser(commands: Commands, options: CommonOptions) -> None:
@@ -30,7 +30,8 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         parents=[options.data_dir, options.as_json],
         help="process local files through every step",
         description="Ingest files (or every file under folders) into the raw bucket folder and run "
-        "each through the pipeline's steps. Exit status 1 when any image failed.",
+        "each through the pipeline's steps. Exit status 1 when any image failed or stopped before a "
+        "final status (solved, unsolved, rejected); each such image is listed with where it stopped.",
     )
     run.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="FITS or camera raw files, or folders")
     run.add_argument(
@@ -56,12 +57,16 @@ def cmd_process(args: argparse.Namespace) -> int:
         return 2
     context, _ = local_context(settings, data_dir)
     records: list[dict[str, Any]] = []
+    stopped: list[str] = []  # images that never reached a final status: a failure too
     failed = 0
     reports = process(args.paths, data_dir, settings, args.jobs, log_path)
     with tqdm(reports, desc="process", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
         for report in bar:
             record = record_of(context, report)
-            failed += report.failed or record_failed(record)
+            where = stopped_short(record)
+            if where is not None:
+                stopped.append(f"{record.get('image_id') or report.path}: {where}")
+            failed += report.failed or record_failed(record) or where is not None
             records.append(record)
             if args.json:
                 tqdm.write(record_json(record), file=sys.stdout)
@@ -75,4 +80,6 @@ def cmd_process(args: argparse.Namespace) -> int:
             f"{len(records)} file(s), {failed} failed; data in {data_dir}/ (log: {log_path})",
             file=summary_out,
         )
+    for line in stopped:  # even with --quiet: nothing stops half-way unseen
+        print(f"not finished: {line}", file=sys.stderr)
     return 1 if failed else 0
