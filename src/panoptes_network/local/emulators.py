@@ -4,12 +4,18 @@ Each server is started directly (not through ``gcloud beta emulators``, whose JV
 parent), in its own process group so that ``stop()`` takes down everything it forked, with its
 log in a file (a pipe nobody reads would fill up and stall the server). Starting waits until
 the server answers, and otherwise fails with the tail of its log, which says why.
+
+Each child also asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), so a
+stack killed with SIGKILL (an OOM kill, a supervisor's second signal) orphans nothing. The
+signal follows the *thread* that started the child: start servers from a thread that lives as
+long as the stack (``spawn`` here, ``await_ready`` from any thread).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import dataclasses
 import os
 import shutil
@@ -31,6 +37,9 @@ FIRESTORE_MAIN = "com.google.cloud.datastore.emulator.firestore.CloudFirestore"
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class ServerError(RuntimeError):
@@ -101,7 +110,7 @@ class Server:
         server kept in memory is gone: only state it keeps on disk survives."""
         self.stop()
         self.process = _spawn(self.name, self.port, self.log_path, self.launch, append=True)
-        _await_ready(self)
+        await_ready(self)
 
 
 _running: set[Server] = set()
@@ -159,12 +168,44 @@ def start_process(
     ``command`` runs in its own session with ``env`` added to this process's environment;
     ready when ``GET ready_path`` answers 200 and passes ``ready_check``.
     """
+    server = spawn(name, command, port, log_dir, ready_path, ready_check, env, timeout)
+    await_ready(server)
+    return server
+
+
+def spawn(
+    name: str,
+    command: Sequence[str],
+    port: int,
+    log_dir: Path,
+    ready_path: str,
+    ready_check: Callable[[bytes], bool] = lambda body: True,
+    env: Mapping[str, str] | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Server:
+    """Start a server without waiting for it (``await_ready`` next): slow starters (the JVMs) then
+    start together while this thread, which their parent-death signal follows, stays alive."""
     launch = Launch(tuple(command), dict(env or {}), ready_path, ready_check, timeout)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
     server = Server(name, port, _spawn(name, port, log_path, launch, append=False), log_path, launch)
-    _await_ready(server)
+    _running.add(server)
     return server
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """What the child runs before exec: SIGKILL when its parent goes, and exit at once if the
+    parent went already (between fork and prctl)."""
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+
+    def set_signal() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            os._exit(127)
+        if os.getppid() != parent:
+            os._exit(0)
+
+    return set_signal
 
 
 def _spawn(name: str, port: int, log_path: Path, launch: Launch, append: bool) -> subprocess.Popen[bytes]:
@@ -180,10 +221,11 @@ def _spawn(name: str, port: int, log_path: Path, launch: Launch, append: bool) -
             stderr=subprocess.STDOUT,
             env=process_environment(launch.env),
             start_new_session=True,
+            preexec_fn=_die_with_parent(os.getpid()),
         )
 
 
-def _await_ready(server: Server) -> None:
+def await_ready(server: Server) -> None:
     """Wait until the server answers its readiness check; otherwise stop it and say why."""
     _running.add(server)
     launch = server.launch
@@ -200,22 +242,28 @@ def _await_ready(server: Server) -> None:
         raise ServerError(f"{server.name} {problem}; log {server.log_path}:\n{server.log_tail()}")
 
 
-def start_pubsub(log_dir: Path, port: int | None = None) -> Server:
-    """The Pub/Sub emulator (clients: ``PUBSUB_EMULATOR_HOST=server.host``)."""
+def _answers_ok(body: bytes) -> bool:
+    return body.strip() == b"Ok"
+
+
+def start_pubsub(log_dir: Path, port: int | None = None, wait: bool = True) -> Server:
+    """The Pub/Sub emulator (clients: ``PUBSUB_EMULATOR_HOST=server.host``); not yet ready
+    without ``wait``."""
     _java()
     _require(PUBSUB_EMULATOR, "Pub/Sub emulator", "apt-get install google-cloud-cli-pubsub-emulator")
     port = port or free_port()
     command = [str(PUBSUB_EMULATOR), f"--host={HOST}", f"--port={port}"]
-    return start_process("pubsub-emulator", command, port, log_dir, "/", lambda body: body.strip() == b"Ok")
+    return (start_process if wait else spawn)("pubsub-emulator", command, port, log_dir, "/", _answers_ok)
 
 
-def start_firestore(log_dir: Path, port: int | None = None) -> Server:
-    """The Firestore emulator (clients: ``FIRESTORE_EMULATOR_HOST=server.host`` and a project)."""
+def start_firestore(log_dir: Path, port: int | None = None, wait: bool = True) -> Server:
+    """The Firestore emulator (clients: ``FIRESTORE_EMULATOR_HOST=server.host`` and a project);
+    not yet ready without ``wait``."""
     java = _java()
     _require(FIRESTORE_JAR, "Firestore emulator jar", "apt-get install google-cloud-cli-firestore-emulator")
     port = port or free_port()
     command = [java, "-cp", str(FIRESTORE_JAR), FIRESTORE_MAIN, "start", f"--host={HOST}", f"--port={port}"]
-    return start_process("firestore-emulator", command, port, log_dir, "/", lambda body: body.strip() == b"Ok")
+    return (start_process if wait else spawn)("firestore-emulator", command, port, log_dir, "/", _answers_ok)
 
 
 @dataclasses.dataclass(frozen=True)

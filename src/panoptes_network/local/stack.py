@@ -9,8 +9,8 @@ service. ``panoptes-network stack`` runs it in the foreground; the tests' fixtur
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
+import os
 import signal
 import sys
 import threading
@@ -160,13 +160,13 @@ def start_stack(
         settings = dataclasses.replace(settings, database_url=database_url)
     started: list[emulators.Server] = []
     try:
+        # Started here (their parent-death signal follows this thread), awaited together.
+        pubsub = emulators.start_pubsub(log_dir, wait=False)
+        started.append(pubsub)
+        firestore = emulators.start_firestore(log_dir, wait=False)
+        started.append(firestore)
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            pubsub_future = pool.submit(emulators.start_pubsub, log_dir)
-            firestore_future = pool.submit(emulators.start_firestore, log_dir)
-            for future in (pubsub_future, firestore_future):
-                with contextlib.suppress(Exception):
-                    started.append(future.result())
-            pubsub, firestore = pubsub_future.result(), firestore_future.result()
+            list(pool.map(emulators.await_ready, (pubsub, firestore)))
         create_topics(pubsub.host, project, topology)
         [notification] = topology.notifications  # fake-gcs-server publishes to one topic
         events = emulators.GcsEvents(
@@ -213,8 +213,14 @@ def run_stack_forever(project: str, log_dir: Path) -> int:
     print(stack.describe())
     print(f"Ready in {time.monotonic() - started:.1f} s. Ctrl-C stops everything.", flush=True)
     stopping = threading.Event()
+
+    def stop(signum: int, frame: object) -> None:
+        if stopping.is_set():  # a second Ctrl-C: go now; the children die with us (PR_SET_PDEATHSIG)
+            os._exit(128 + signal.SIGINT)
+        stopping.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stopping.set())
+        signal.signal(sig, stop)
     status = 0
     while not stopping.wait(1.0):
         dead = [s for s in stack.servers() if s.process.poll() is not None]
@@ -226,6 +232,6 @@ def run_stack_forever(project: str, log_dir: Path) -> int:
                 )
             status = 1
             break
-    print("Stopping ...", file=sys.stderr)
+    print("Stopping ... (Ctrl-C again to stop at once)", file=sys.stderr)
     stack.stop()
     return status
