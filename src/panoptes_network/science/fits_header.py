@@ -146,14 +146,18 @@ class ImageHeader(NamedTuple):
     size_needed: int  # bytes the object must have to hold the data the headers describe
 
 
-def data_size(header: fits.Header, what: str = "FITS header") -> int:
-    """Bytes of the data unit that follows a header, padded to whole blocks (FITS standard 4.4.1)."""
+def data_bytes(header: fits.Header, what: str = "FITS header") -> int:
+    """Bytes of the data unit that follows a header, before its padding (FITS standard 4.4.1)."""
     sizes = axes(header, what)
     if not sizes:
         return 0
     groups, parameters = _whole(header, "GCOUNT", what, 1), _whole(header, "PCOUNT", what, 0)
-    bits = abs(bitpix(header, "BITPIX", what)) * groups * (parameters + math.prod(sizes))
-    return -(-(bits // 8) // BLOCK) * BLOCK
+    return abs(bitpix(header, "BITPIX", what)) * groups * (parameters + math.prod(sizes)) // 8
+
+
+def data_size(header: fits.Header, what: str = "FITS header") -> int:
+    """Bytes of the data unit that follows a header, padded to whole blocks."""
+    return -(-data_bytes(header, what) // BLOCK) * BLOCK
 
 
 def _checked(reader: HeaderReader, offset: int) -> tuple[fits.Header, int]:
@@ -191,4 +195,9 @@ def check_limits(data: bytes, what: str, limits: Limits) -> None:
         count += 1
         limits.check(what, "max_hdus", count)
         header, length = _checked(reader, offset)
+        needed, held = data_bytes(header, what), len(data) - offset - length
+        if needed > held:  # astropy would allocate all of it before finding out
+            raise BadInput(
+                f"{what} is not a readable FITS file: truncated, HDU {count} has {held:,} of its {needed:,} data bytes"
+            )
         offset += length + data_size(header, what)
