@@ -151,7 +151,8 @@ def _handle(
         return Outcome.TRANSIENT, {**subject, "reason": exc.message, "error_class": exc.error_class}
     except Exception as exc:  # a bug: keep the traceback, record it, let Pub/Sub retry
         logger.exception("step %s failed unexpectedly", service.name)
-        error = PipelineError(f"{type(exc).__name__}: {exc}", exc)
+        detail = str(exc) or ("the step needs more memory than it may use" if isinstance(exc, MemoryError) else "")
+        error = PipelineError(f"{type(exc).__name__}: {detail}", exc)
         try:
             record_failure(context, service.name, step_input, message.message_id, error, StepState.ERROR)
         except Exception as record_exc:
