@@ -90,6 +90,7 @@ def test_missing_optional_keywords_are_null_not_a_crash(tmp_path: Path, test_dat
         "unit_id": "PAN001",
         "name": "PAN001",
         "num_images": 1,
+        "num_science_images": 1,
         "total_exptime": 0.0,
     }
 
