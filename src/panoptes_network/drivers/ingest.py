@@ -70,8 +70,9 @@ def canonical_name(path: Path, hints: NameHints = NO_HINTS) -> RawName:
         return name
     if not is_fits(path):
         raise BadInput(f"cannot tell which image {path.name} is: put it at {EXPECTED_FORM}")
+    header = read_fits_header(path)  # an unreadable file says so, without the options
     try:
-        return raw_name_from_header(read_fits_header(path), split_extension(path.name)[1], hints)
+        return raw_name_from_header(header, split_extension(path.name)[1], hints)
     except BadInput as exc:
         if hints.unit_id and hints.camera_id:
             raise
