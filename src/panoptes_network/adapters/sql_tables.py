@@ -73,6 +73,8 @@ def define_tables(schema: str | None = None) -> sa.MetaData:
         *(sa.Column(name, sa.Float) for name in OPTIONAL_FLOATS),
         sa.Column("flags", sa.Integer, nullable=False),
         sa.Column("duplicate", sa.Boolean, nullable=False),
+        # a saturated pixel in the star's footprint: its centroid and flux are not to be trusted
+        sa.Column("saturated", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("stamp_x0", sa.Integer, nullable=False),
         sa.Column("stamp_y0", sa.Integer, nullable=False),
         sa.Column("stamp_width", sa.Integer, nullable=False),
