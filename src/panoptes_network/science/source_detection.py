@@ -155,11 +155,11 @@ def windowed_centroids(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gaussian-windowed centroids (superpixel coordinates) and whether each converged.
 
-    Iterates Source Extractor's step ``x += g sum(w I (x_i - x)) / sum(w I)`` inside a circle of
-    3 sigma (``g`` = 1 + (PSF sigma / window sigma)^2 rather than its 2, which suits a window
-    as wide as the PSF and oscillates on a wider one), on a fixed cut-out around the start, ignoring pixels of other detections (sep's
-    own ``winpos`` cannot, and fails on a tenth of a crowded field's stars). Vectorised over
-    the sources: a cut-out of (6 sigma + 1)^2 superpixels each."""
+    Iterates Source Extractor's step ``x += g sum(w I (x_i - x)) / sum(w I)`` inside a circle
+    of 3 sigma, with ``g = 1 + (PSF sigma / window sigma)^2`` (Source Extractor's 2 suits a
+    window as wide as the PSF and converges slowly on a wider one), on a fixed cut-out around
+    the start, ignoring the pixels of other detections: sep's own ``winpos`` cannot, and loses
+    about a tenth of the real crop's stars to their neighbours. Vectorised over the sources."""
     half = max(1, int(np.ceil(3.0 * sigma)))
     padded = np.pad(data, half)
     owners = np.pad(segments, half, constant_values=-1)
