@@ -18,6 +18,7 @@ def test_every_topic_someone_publishes_to_has_a_listener_except_the_last() -> No
     topology = load_topology()
     published = {topic for service in topology.services for topic in service.publishes}
     published |= {n.topic for n in topology.notifications}
+    published |= {s.topic for s in topology.schedules}
     listened = {service.topic for service in topology.services}
     assert published <= listened, f"published but nobody listens: {published - listened}"
     assert listened <= published, f"listened to but nobody publishes: {listened - published}"

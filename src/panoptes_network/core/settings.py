@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -37,6 +38,16 @@ class Settings:
     reference_catalog: str = "tycho2"  # "tycho2" (installed index files) or "sql" (reference_stars)
     # How long a crashed attempt can block its image (leases.py); shorter than the retry budget.
     lease_seconds: float = 60.0
+    # Observations: ready once no frame arrived for this long (and every frame ended its chain).
+    observation_quiet_minutes: float = 30.0
+    min_frames: int = 10  # fewer usable frames: not_enough_frames
+    max_drift_px: float = 18.0  # more drift across the observation: too_much_drift
+    stamp_size: int = 16  # px, the stamp cube's window
+    sweep_interval_seconds: float = 600.0  # the local stack's sweep timer (the cloud's: Cloud Scheduler)
+
+    @property
+    def observation_quiet(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.observation_quiet_minutes)
 
     def bucket(self, key: str) -> str:
         """The bucket name for a logical bucket (``raw``, ``rgb``, ``backgrounds``, ``processed``)."""
@@ -50,7 +61,8 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
         """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
         ``DATABASE_URL``, ``PANOPTES_DATABASE_SCHEMA``, ``PANOPTES_REFERENCE_CATALOG`` and
-        ``PANOPTES_LEASE_SECONDS``."""
+        ``PANOPTES_LEASE_SECONDS``, ``PANOPTES_OBSERVATION_QUIET_MINUTES``, ``PANOPTES_MIN_FRAMES``,
+        ``PANOPTES_MAX_DRIFT_PX``, ``PANOPTES_STAMP_SIZE`` and ``PANOPTES_SWEEP_INTERVAL_SECONDS``."""
         topology = topology or load_topology()
         buckets = {key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()}
         return cls(
@@ -64,6 +76,11 @@ class Settings:
             database_schema=env.get("PANOPTES_DATABASE_SCHEMA") or None,
             reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
             lease_seconds=float(env.get("PANOPTES_LEASE_SECONDS") or 60.0),
+            observation_quiet_minutes=float(env.get("PANOPTES_OBSERVATION_QUIET_MINUTES") or 30.0),
+            min_frames=int(env.get("PANOPTES_MIN_FRAMES") or 10),
+            max_drift_px=float(env.get("PANOPTES_MAX_DRIFT_PX") or 18.0),
+            stamp_size=int(env.get("PANOPTES_STAMP_SIZE") or 16),
+            sweep_interval_seconds=float(env.get("PANOPTES_SWEEP_INTERVAL_SECONDS") or 600.0),
         )
 
 
