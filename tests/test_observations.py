@@ -104,8 +104,11 @@ def test_frame_summary_counts_by_status_and_type_and_spans_the_frames() -> None:
         ("c", image("unsolved", time=t0 + dt.timedelta(minutes=2))),
     ]
     summary = frame_summary(images)
-    assert summary["frames"] == {"solved": 2, "unsolved": 1}
-    assert summary["frame_types"] == {"science": 2, "dark": 1}
+    assert summary["frames"] == {
+        "count": 3,
+        "by_status": {"solved": 2, "unsolved": 1},
+        "by_type": {"science": 2, "dark": 1},
+    }
     assert (summary["first_frame_time"], summary["last_frame_time"]) == (t0, t0 + dt.timedelta(minutes=5))
 
 
@@ -204,7 +207,7 @@ def test_the_sweep_publishes_a_quiet_observation_once_it_is_quiet(night: Night) 
         night.add_frame(NOW - dt.timedelta(minutes=10))
     assert sweep_at(night.context, NOW) == []
     observation = records.observation(night.context.metadata, SEQ) or {}
-    assert observation["status"] == "receiving" and observation["num_frames"] == 3
+    assert observation["status"] == "receiving" and observation["frames"]["count"] == 3
     [message] = sweep_at(night.context, NOW + QUIET)
     assert message.sequence_id == SEQ and message.rerun is None
     assert (records.observation(night.context.metadata, SEQ) or {})["status"] == "ready"
@@ -234,7 +237,9 @@ def test_processing_writes_the_products_once_and_a_redelivery_is_done(night: Nig
     assert observation["status"] == "processed" and observation["pending"] is False
     assert observation["products"]["stack"] == f"{PROCESSED}/{FOLDER}/stack.fits.fz"
     assert observation["field"] == {"name": "KIC 8462852", "ra": 301.5, "dec": 44.5, "source": "mount"}
-    assert observation["frames"] == {"solved": 12} and observation["drift_px"] == pytest.approx(5.5, abs=0.01)
+    assert observation["frames"]["by_status"] == {"solved": 12} and observation["drift_px"] == pytest.approx(
+        5.5, abs=0.01
+    )
     assert observation["pipeline_version"]
     first = products(night.context)
     assert set(first) == {f"{FOLDER}/quality.parquet", f"{FOLDER}/stack.fits.fz"}
@@ -257,7 +262,7 @@ def test_a_late_frame_leads_to_one_reprocessing_that_replaces_the_products(night
     assert set(second) == set(first), "the same names: replaced, never duplicated"
     assert all(second[name] != first[name] for name in first), "each product replaced"
     observation = records.observation(night.context.metadata, SEQ) or {}
-    assert observation["num_frames"] == 13 and observation["processing"]["rerun"] == message.rerun
+    assert observation["frames"]["count"] == 13 and observation["processing"]["rerun"] == message.rerun
     assert sweep_at(night.context, NOW + QUIET) == []
 
 
@@ -287,7 +292,10 @@ def test_frames_still_in_the_chain_make_it_wait_unless_forced(night: Night) -> N
     forced = process(night.context, ObservationMessage(SEQ, "forced", "r-1"), "m-2")
     assert forced.outcome is Outcome.DONE
     observation = records.observation(night.context.metadata, SEQ) or {}
-    assert observation["status"] == "processed" and observation["frames"] == {"solved": 11, "background_subtracted": 1}
+    assert observation["status"] == "processed" and observation["frames"]["by_status"] == {
+        "solved": 11,
+        "background_subtracted": 1,
+    }
 
 
 def test_a_vanished_frame_is_an_error_on_the_observation(night: Night) -> None:
@@ -336,4 +344,4 @@ def test_embedded_finishing_reprocesses_a_changed_observation_with_a_token(tmp_p
     [second] = runner.finish_observation(SEQ, "embedded run finished")
     assert second.outcome is Outcome.DONE, second
     observation = records.observation(runner.metadata, SEQ) or {}
-    assert observation["num_frames"] == 13 and observation["processing"]["rerun"] == late_token(NOW)
+    assert observation["frames"]["count"] == 13 and observation["processing"]["rerun"] == late_token(NOW)

@@ -21,6 +21,7 @@ from panoptes_network.core.status import FINAL_IMAGE_STATUSES, FrameType, Observ
 
 FORCED = "forced"  # the reason of a message a person sent (``observations process``): no waiting
 END_MARKER_REASON = "end marker"
+FRAMES = "frames"  # the observation's field of frame counts
 GAP_AFTER = dt.timedelta(hours=1)  # ready this long beyond the quiet period and still not processed: a gap
 
 Images = Sequence[tuple[str, Mapping[str, Any]]]
@@ -37,12 +38,15 @@ def last_arrival(observation: Mapping[str, Any], images: Images) -> dt.datetime 
 
 
 def frame_summary(images: Images) -> dict[str, Any]:
-    """The observation's frame fields: counts by status and by frame type, first and last frame time."""
+    """The observation's frame fields: ``frames`` (count, by status, by frame type; one map, replaced
+    as a whole) and the first and last frame time."""
     times = [t for _, image in images if (t := _time(image.get("time")))]
     return {
-        "frames": dict(Counter(str(image.get("status")) for _, image in images)),
-        "frame_types": dict(Counter(str(image.get("frame_type") or FrameType.SCIENCE.value) for _, image in images)),
-        "num_frames": len(images),
+        FRAMES: {
+            "count": len(images),
+            "by_status": dict(Counter(str(image.get("status")) for _, image in images)),
+            "by_type": dict(Counter(str(image.get("frame_type") or FrameType.SCIENCE.value) for _, image in images)),
+        },
         "first_frame_time": min(times, default=None),
         "last_frame_time": max(times, default=None),
     }

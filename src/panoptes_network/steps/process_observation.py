@@ -32,6 +32,7 @@ from panoptes_network.core.messages import ObjectRef, ObservationMessage
 from panoptes_network.core.names import sequence_folder
 from panoptes_network.core.observations import (
     FORCED,
+    FRAMES,
     already_done,
     field_of,
     frame_summary,
@@ -155,9 +156,12 @@ def do(work: Work) -> StepResult:
         "arrival_seen": arrival_seen,
     }
 
+    summary = frame_summary(images)
+    records.decide_observation(context.metadata, sequence_id, FRAMES, summary.pop(FRAMES), {})
+
     def outcome(current: dict[str, Any]) -> dict[str, Any]:
         return {
-            **frame_summary(images),
+            **summary,
             "status": products.status.value,
             "reason": products.reason,
             "drift_px": products.drift_px,

@@ -18,7 +18,7 @@ from typing import Any
 from panoptes_network.core import records
 from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObservationMessage
-from panoptes_network.core.observations import Readiness, frame_summary, last_arrival, readiness
+from panoptes_network.core.observations import FRAMES, Readiness, frame_summary, last_arrival, readiness
 from panoptes_network.core.status import ObservationStatus
 from panoptes_network.core.step import Step, StepResult, Work
 from panoptes_network.core.step_records import now
@@ -32,14 +32,16 @@ def check(context: Context, sequence_id: str, observation: dict[str, Any], when:
     is being processed, or no longer pending, by the time it is written)."""
     images = records.sequence_images(context.metadata, sequence_id)
     state = readiness(observation, images, when, context.settings.observation_quiet)
-    summary = {**frame_summary(images), "last_arrival": last_arrival(observation, images)}
+    summary = frame_summary(images)
+    frames = summary.pop(FRAMES)
+    fields = {**summary, "last_arrival": last_arrival(observation, images), "swept": when}
 
     def decide(current: dict[str, Any]) -> dict[str, Any] | None:
         if not current.get(records.PENDING) or current.get("status") == ObservationStatus.PROCESSING.value:
             return None
-        return {**summary, "status": state.status.value, "reason": state.reason}
+        return {**fields, "status": state.status.value, "reason": state.reason}
 
-    records.decide_observation(context.metadata, sequence_id, "swept", when, decide)
+    records.decide_observation(context.metadata, sequence_id, FRAMES, frames, decide)
     return state
 
 

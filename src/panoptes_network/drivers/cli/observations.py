@@ -51,7 +51,7 @@ def cmd_observations(args: argparse.Namespace) -> int:
                 print(record_json({"sequence_id": sequence_id, **observation}))
         if not args.json:
             rows: list[tuple[str, ...]] = [
-                (seq, str(o.get("status", "-")), str(o.get("num_frames", o.get("num_images", "-"))),
+                (seq, str(o.get("status", "-")), str((o.get("frames") or {}).get("count", o.get("num_images", "-"))),
                  "yes" if o.get(documents.PENDING) else "-", str(o.get("reason", "")))
                 for seq, o in found
             ]  # fmt: skip
