@@ -345,3 +345,55 @@ def test_embedded_finishing_reprocesses_a_changed_observation_with_a_token(tmp_p
     assert second.outcome is Outcome.DONE, second
     observation = records.observation(runner.metadata, SEQ) or {}
     assert observation["frames"]["count"] == 13 and observation["processing"]["rerun"] == late_token(NOW)
+
+
+# --- operations and the command line -----------------------------------------------------------
+
+
+def test_gaps_list_an_observation_ready_long_ago_and_never_processed(tmp_path: Path) -> None:
+    from panoptes_network.operations.chain_gaps import find_gaps
+
+    context, queue = local(tmp_path)
+    night = Night(context)
+    night.add_frame(NOW - dt.timedelta(hours=3))
+    marker = context.storage.write_new(RAW, f"{FOLDER}/{END_MARKER}", b"{}")
+    drain_messages(queue)
+    records.merge_observation(context.metadata, SEQ, {"end_marker": marker.identity})
+    [gap] = find_gaps(context.storage, context.metadata, RAW, QUIET, NOW)
+    assert gap.identity == f"observations/{SEQ}" and "not processed" in gap.why
+    night.add_frame(NOW - dt.timedelta(minutes=5), status="recorded")
+    assert list(find_gaps(context.storage, context.metadata, RAW, QUIET, NOW)) == [], "receiving is no gap"
+
+
+def test_the_observations_command_lists_shows_and_forces_one(tmp_path: Path, capsys) -> None:
+    from panoptes_network.drivers.cli import main
+
+    night = Night(EmbeddedRunner(tmp_path).context)
+    for _ in range(10):
+        night.add_frame(NOW - dt.timedelta(minutes=1))
+    assert main(["observations", "list", "--data-dir", str(tmp_path)]) == 0
+    assert SEQ in capsys.readouterr().out
+    assert main(["observations", "process", SEQ, "--data-dir", str(tmp_path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "processed" and shown["processing"]["reason"] == "forced"
+    assert main(["observations", "show", SEQ, "--data-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["products"]["stack"].endswith(f"{FOLDER}/stack.fits.fz")
+    assert main(["observations", "show", "PAN001_14d3bd_20200101T000000", "--data-dir", str(tmp_path)]) == 1
+
+
+def test_reprocess_an_observation_replaces_its_products_once(tmp_path: Path, capsys) -> None:
+    from panoptes_network.drivers.cli import main
+
+    runner = EmbeddedRunner(tmp_path)
+    night = Night(runner.context)
+    for _ in range(10):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    [handled] = runner.finish_observation(SEQ, "quiet")
+    assert handled.outcome is Outcome.DONE
+    before = products(runner.context)
+    assert main(["reprocess", "--observation", SEQ, "--data-dir", str(tmp_path), "--json", "-q"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["step"], row["result"], row["status"]) == ("process-observation", "done", "processed")
+    observation = records.observation(runner.metadata, SEQ) or {}
+    assert observation["processing"]["rerun"].startswith("reprocess-")
+    assert products(runner.context) == before, "the same content: the same objects, nothing duplicated"
