@@ -397,3 +397,29 @@ def test_reprocess_an_observation_replaces_its_products_once(tmp_path: Path, cap
     observation = records.observation(runner.metadata, SEQ) or {}
     assert observation["processing"]["rerun"].startswith("reprocess-")
     assert products(runner.context) == before, "the same content: the same objects, nothing duplicated"
+
+
+# --- embedded, the whole chain -----------------------------------------------------------------
+
+
+def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, capsys) -> None:
+    """Small real-sky frames (they solve against the installed Tycho-2 index), a pointing image
+    and a dark: ``process`` solves the frames, then processes the observation once."""
+    from panoptes_network.drivers.cli import main
+    from panoptes_network.synthetic import observation as synthetic
+
+    spec = synthetic.ObservationSpec(frames=10, stars=None, pointing_images=1, darks=1)
+    sequence_id = synthetic.write_observation(spec, tmp_path / "frames").sequence_id
+    data = tmp_path / "data"
+    assert main(["process", str(tmp_path / "frames"), "--data-dir", str(data), "-j", "2", "-q"]) == 0
+    runner = EmbeddedRunner(data)
+    observation = records.observation(runner.metadata, sequence_id) or {}
+    assert observation["status"] == "processed", observation.get("reason")
+    assert observation["frames"]["by_status"]["solved"] >= spec.frames, "every science frame solved"
+    assert observation["pending"] is False and observation["field"]["name"] == spec.field_name
+    for location in observation["products"].values():
+        assert (data / "buckets" / location).stat().st_size > 0
+    with fits.open(data / "buckets" / observation["products"]["stack"]) as hdus:
+        assert np.isfinite(hdus[1].data).all()
+    again = runner.finish_observation(sequence_id, "embedded run finished")
+    assert [h.outcome for h in again] == [Outcome.ALREADY_DONE]
