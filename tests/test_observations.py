@@ -415,7 +415,8 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
     runner = EmbeddedRunner(data)
     observation = records.observation(runner.metadata, sequence_id) or {}
     assert observation["status"] == "processed", observation.get("reason")
-    assert observation["frames"]["by_status"]["solved"] >= spec.frames, "every science frame solved"
+    assert observation["frames"]["by_type"] == {"science": 10, "pointing": 1, "dark": 1}
+    assert observation["processing"]["frames_used"] == spec.frames, "the pointing image and the dark kept out"
     assert observation["pending"] is False and observation["field"]["name"] == spec.field_name
     for location in observation["products"].values():
         assert (data / "buckets" / location).stat().st_size > 0
