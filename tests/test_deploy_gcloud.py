@@ -100,6 +100,14 @@ def test_infra_on_an_empty_project_plans_every_resource(gcloud, capsys) -> None:
         "--role=roles/datastore.user --condition=None"
     ) in planned
     assert f"gcloud firestore databases create {p} --location={REGION} --type=firestore-native" in planned
+    sweep = (
+        f"gcloud scheduler jobs create pubsub observation-sweep {p} --location={REGION} "
+        "'--schedule=*/10 * * * *' --time-zone=Etc/UTC --topic=observation-sweep '--message-body={}'"
+    )
+    assert sweep in planned, "Cloud Scheduler publishes the observation sweep every 10 minutes"
+    scheduler = f"--member=serviceAccount:service-{NUMBER}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+    assert planned.index(f"gcloud pubsub topics create observation-sweep {p}") < planned.index(sweep)
+    assert [i for i, line in enumerate(planned) if scheduler in line][0] < planned.index(sweep)
     assert (
         f"gcloud iam service-accounts create panoptes-invoker {p} --display-name='PANOPTES: signs the push subscriptions' OIDC tokens'"
         not in planned

@@ -18,6 +18,7 @@ def test_every_topic_someone_publishes_to_has_a_listener_except_the_last() -> No
     topology = load_topology()
     published = {topic for service in topology.services for topic in service.publishes}
     published |= {n.topic for n in topology.notifications}
+    published |= {s.topic for s in topology.schedules}
     listened = {service.topic for service in topology.services}
     assert published <= listened, f"published but nobody listens: {published - listened}"
     assert listened <= published, f"listened to but nobody publishes: {listened - published}"
@@ -73,3 +74,22 @@ def test_a_topology_with_a_dangling_topic_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="unknown topic 'nowhere'"):
         parse_topology(text)
+
+
+def test_the_observation_sweep_is_scheduled_every_ten_minutes_and_shown_in_the_flow() -> None:
+    topology = load_topology()
+    [schedule] = topology.schedules
+    assert (schedule.topic, schedule.cron) == ("observation-sweep", "*/10 * * * *")
+    assert [s.name for s in topology.listeners("observation-sweep")] == ["sweep-observations"]
+    flow = topology_markdown(topology_text()).splitlines()
+    sweep = flow.index("Cloud Scheduler observation-sweep (every 10 min) --> topic observation-sweep")
+    assert flow[sweep + 1 : sweep + 3] == [
+        "  topic observation-sweep -> service sweep-observations",
+        "    topic process-observation -> service process-observation",
+    ]
+    with pytest.raises(ValueError, match="schedule to unknown topic"):
+        parse_topology(
+            (ROOT / "resources/topology.toml")
+            .read_text()
+            .replace('topic = "observation-sweep"\nevery', 'topic = "nowhere"\nevery')
+        )

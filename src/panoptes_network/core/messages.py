@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from panoptes_network.core.errors import Ignored, MalformedRequest
+from panoptes_network.core.names import SEQUENCE_ID_RE
 
 SCHEMA_VERSION = "1"
 FINALIZE = "OBJECT_FINALIZE"
@@ -221,10 +222,7 @@ class StepMessage:
 
 def parse_step_message(message: PushMessage) -> StepMessage:
     """Validate one of our own step messages (fields and ``schema_version``)."""
-    version = message.attributes.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise MalformedRequest(f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION!r})")
-    data = message.json()
+    data = _schema_checked(message)
     missing = [key for key in StepMessage.REQUIRED if key not in data]
     if missing:
         raise MalformedRequest(f"step message lacks {', '.join(missing)}")
@@ -237,3 +235,55 @@ def parse_step_message(message: PushMessage) -> StepMessage:
     ref = ObjectRef(data["bucket"], data["name"], _generation(data["generation"], "generation"))
     extra = {k: v for k, v in data.items() if k not in (*StepMessage.REQUIRED, "rerun")}
     return StepMessage(ref, data["image_id"], data["sequence_id"], extra, rerun)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObservationMessage:
+    """``process-observation``: process one observation (``reason``: why now, e.g. its end marker,
+    the quiet period, a late frame). ``rerun`` makes a finished observation run again once per
+    token and replace its products."""
+
+    sequence_id: str
+    reason: str
+    rerun: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sequence_id": self.sequence_id, "reason": self.reason, **({"rerun": self.rerun} if self.rerun else {})}
+
+    def encode(self) -> tuple[bytes, dict[str, str]]:
+        """Data and attributes as published."""
+        return json.dumps(self.to_json(), sort_keys=True).encode(), {"schema_version": SCHEMA_VERSION}
+
+
+def _schema_checked(message: PushMessage) -> dict[str, Any]:
+    version = message.attributes.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise MalformedRequest(f"schema_version {version!r} is not supported (expected {SCHEMA_VERSION!r})")
+    return message.json()
+
+
+def parse_observation_message(message: PushMessage) -> ObservationMessage:
+    """Validate a ``process-observation`` message (``sequence_id``, ``reason``, optional ``rerun``)."""
+    data = _schema_checked(message)
+    for key in ("sequence_id", "reason"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise MalformedRequest(f"observation message field {key!r} must be a non-empty string")
+    if not SEQUENCE_ID_RE.fullmatch(data["sequence_id"]):
+        raise MalformedRequest(f"sequence_id {data['sequence_id']!r} is not {{unit}}_{{camera}}_{{sequence_time}}")
+    rerun = data.get("rerun")
+    if rerun is not None and (not isinstance(rerun, str) or not rerun):
+        raise MalformedRequest("observation message field 'rerun' must be a non-empty string when present")
+    return ObservationMessage(data["sequence_id"], data["reason"], rerun)
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepTick:
+    """A periodic ``observation-sweep`` message (Cloud Scheduler, or the local stack's timer): its
+    content does not matter, the time it is handled does."""
+
+    message_id: str
+    rerun: None = None
+
+
+def parse_sweep_tick(message: PushMessage) -> SweepTick:
+    return SweepTick(message.message_id)

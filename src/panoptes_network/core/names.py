@@ -27,6 +27,11 @@ UNIT_RE = re.compile(r"PAN\d{3}")
 CAMERA_RE = re.compile(r"[0-9A-Za-z]{6}")
 TIME_RE = re.compile(r"\d{8}T\d{6}")
 POINTING_RE = re.compile(r"pointing\d+", re.IGNORECASE)
+SEQUENCE_ID_RE = re.compile(r"(PAN\d{3})_([0-9A-Za-z]{6})_(\d{8}T\d{6})")
+# The object a unit may upload under a sequence's folder once the sequence is over
+# (``PAN001/14d3bd/20181011T134202/sequence-complete.json``, any content): the observation is
+# processed at once instead of after the quiet period.
+END_MARKER = "sequence-complete.json"
 TIME_FORMAT = "%Y%m%dT%H%M%S"
 
 # Camera raw formats LibRaw reads that a unit may upload (matched case-insensitively).
@@ -251,3 +256,26 @@ def raw_name_from_header(header: Mapping[str, Any], extension: str, hints: NameH
     if missing:
         raise BadInput(f"header lacks {'; '.join(missing)}: cannot derive {EXPECTED_FORM}")
     return parse_raw_name(f"{unit}/{camera}/{sequence_time}/{ids.image_name}.{extension}")
+
+
+def sequence_folder(sequence_id: str) -> str:
+    """``PAN001_14d3bd_20181011T134202`` -> ``PAN001/14d3bd/20181011T134202``: the folder of the
+    sequence's frames, and of the observation's products in the processed bucket."""
+    match = SEQUENCE_ID_RE.fullmatch(sequence_id)
+    if match is None:
+        raise BadInput(
+            f"sequence id {sequence_id!r} is not {{unit}}_{{camera}}_{{sequence_time}}, e.g. PAN001_14d3bd_20181011T134202"
+        )
+    parse_time(match.group(3), "sequence time")
+    return "/".join(match.groups())
+
+
+def end_marker_sequence(name: str) -> str | None:
+    """The sequence id when ``name`` is a sequence's end marker (legacy field folder allowed), else None."""
+    parts = name.split("/")
+    if len(parts) not in (4, 5) or parts[-1] != END_MARKER:
+        return None
+    unit, camera, sequence_time = parts[0], parts[-3], parts[-2]
+    if not (UNIT_RE.fullmatch(unit) and CAMERA_RE.fullmatch(camera) and TIME_RE.fullmatch(sequence_time)):
+        return None
+    return f"{unit}_{camera}_{sequence_time}"

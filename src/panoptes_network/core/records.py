@@ -4,7 +4,9 @@ layout can change here without a search through the tree.
 
 Collections (documented in resources/status.md):
 - ``images/{image_id}``: one per frame; ``status`` and ``steps.{step}``, the latest run of each step;
-- ``observations/{sequence_id}``, ``units/{unit_id}``: header fields and counters;
+- ``observations/{sequence_id}``: header fields, counters, and the observation's status, frame
+  counts, field and products (``ObservationStatus``);
+- ``units/{unit_id}``: header fields and counters;
 - ``counted_images/{image_id}``: the marker that an image was counted, written with the counts;
 - ``objects/{bucket/name#generation}``: inputs that never became an image (ignored, rejected);
 - ``leases/{service:image_id}``: one attempt at a time per step and image.
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from panoptes_network.adapters.metadata import AlsoMerge, MetadataStore
-from panoptes_network.core.status import ImageStatus, StepState
+from panoptes_network.core.status import FINAL_IMAGE_STATUSES, StepState
 
 IMAGES = "images"
 OBSERVATIONS = "observations"
@@ -97,13 +99,10 @@ class StepRecord:
 FAILED_STATES = (StepState.REJECTED.value, StepState.ERROR.value, StepState.CONFLICT.value)
 
 
-FINAL_STATUSES = (ImageStatus.SOLVED.value, ImageStatus.UNSOLVED.value, ImageStatus.REJECTED.value)
-
-
 def frame_is_final(image: Mapping[str, Any] | None) -> bool:
     """Whether an image's chain has ended (solved, unsolved or rejected); any other status
     stopped half-way, and ``process`` and ``gaps`` say where."""
-    return (image or {}).get("status") in FINAL_STATUSES
+    return (image or {}).get("status") in FINAL_IMAGE_STATUSES
 
 
 def steps(image: Mapping[str, Any] | None) -> dict[str, StepRecord]:
@@ -171,3 +170,37 @@ def replace_step_record(
     """Replace the step's record on the image (it describes the latest run, nothing older) and
     merge ``image_fields`` in the same write."""
     metadata.replace_field(IMAGES, image_id, (STEPS, step), dict(fields), image_fields)
+
+
+def observation(metadata: MetadataStore, sequence_id: str) -> dict[str, Any] | None:
+    """The observation document, or None."""
+    return metadata.get(OBSERVATIONS, sequence_id)
+
+
+def observations(metadata: MetadataStore, where: Mapping[str, Any] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(sequence id, document) pairs whose top-level fields equal ``where``, by id."""
+    return metadata.list(OBSERVATIONS, where)
+
+
+def pending_observations(metadata: MetadataStore) -> list[tuple[str, dict[str, Any]]]:
+    """Observations with a frame they have not been processed with (``pending: true``)."""
+    return metadata.list(OBSERVATIONS, {PENDING: True})
+
+
+def sequence_images(metadata: MetadataStore, sequence_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """The image documents of one sequence, by id."""
+    return metadata.list(IMAGES, {"sequence_id": sequence_id})
+
+
+def merge_observation(metadata: MetadataStore, sequence_id: str, fields: Mapping[str, Any]) -> None:
+    metadata.merge(OBSERVATIONS, sequence_id, fields)
+
+
+def decide_observation(metadata: MetadataStore, sequence_id: str, field: str, value: Any, fields: AlsoMerge) -> None:
+    """Replace ``field`` of the observation as a whole and merge ``fields`` in one write; when
+    ``fields`` is a function of the document it decides on the document as written (None: write
+    nothing), so a sweep never undoes what the step recorded meanwhile."""
+    metadata.replace_field(OBSERVATIONS, sequence_id, (field,), value, fields)
+
+
+PENDING = "pending"  # an observation's flag: a frame arrived that no processing has seen yet

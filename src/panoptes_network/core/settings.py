@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -73,6 +74,16 @@ class Settings:
     # How long a crashed attempt can block its image (leases.py); shorter than the retry budget.
     lease_seconds: float = 60.0
     limits: Limits = DEFAULT_LIMITS  # PANOPTES_MAX_*: input sizes every step checks before allocating
+    # Observations: ready once no frame arrived for this long (and every frame ended its chain).
+    observation_quiet_minutes: float = 30.0
+    min_frames: int = 10  # fewer usable frames: not_enough_frames
+    max_drift_px: float = 18.0  # more drift across the observation: too_much_drift
+    stamp_size: int = 16  # px, the stamp cube's window
+    sweep_interval_seconds: float = 600.0  # the local stack's sweep timer (the cloud's: Cloud Scheduler)
+
+    @property
+    def observation_quiet(self) -> dt.timedelta:
+        return dt.timedelta(minutes=self.observation_quiet_minutes)
 
     def bucket(self, key: str) -> str:
         """The bucket name for a logical bucket (``raw``, ``rgb``, ``backgrounds``, ``processed``)."""
@@ -86,7 +97,9 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] = os.environ, topology: Topology | None = None) -> Settings:
         """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
         ``DATABASE_URL``, ``PANOPTES_DATABASE_SCHEMA``, ``PANOPTES_REFERENCE_CATALOG``,
-        ``PANOPTES_LEASE_SECONDS`` and the ``PANOPTES_MAX_*`` limits."""
+        ``PANOPTES_LEASE_SECONDS``, the ``PANOPTES_MAX_*`` limits, ``PANOPTES_OBSERVATION_QUIET_MINUTES``,
+        ``PANOPTES_MIN_FRAMES``, ``PANOPTES_MAX_DRIFT_PX``, ``PANOPTES_STAMP_SIZE`` and
+        ``PANOPTES_SWEEP_INTERVAL_SECONDS``."""
         topology = topology or load_topology()
         buckets = {key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()}
         return cls(
@@ -101,6 +114,11 @@ class Settings:
             reference_catalog=env.get("PANOPTES_REFERENCE_CATALOG") or "tycho2",
             lease_seconds=float(env.get("PANOPTES_LEASE_SECONDS") or 60.0),
             limits=Limits.from_env(env),
+            observation_quiet_minutes=float(env.get("PANOPTES_OBSERVATION_QUIET_MINUTES") or 30.0),
+            min_frames=int(env.get("PANOPTES_MIN_FRAMES") or 10),
+            max_drift_px=float(env.get("PANOPTES_MAX_DRIFT_PX") or 18.0),
+            stamp_size=int(env.get("PANOPTES_STAMP_SIZE") or 16),
+            sweep_interval_seconds=float(env.get("PANOPTES_SWEEP_INTERVAL_SECONDS") or 600.0),
         )
 
 

@@ -68,3 +68,27 @@ class FrameType(str, enum.Enum):
     POINTING = "pointing"  # taken to correct the mount before a sequence (``pointingNN``, ``POINTING = T``)
     DARK = "dark"  # shutter closed (``IMAGETYP`` dark or bias, ``DARK = T``)
     FLAT = "flat"  # ``IMAGETYP`` flat
+
+
+class ObservationStatus(str, enum.Enum):
+    """``observations/{sequence_id}.status``: where the observation is (resources/status.md)."""
+
+    RECEIVING = "receiving"  # frames still arriving, or some still in the chain
+    READY = "ready"  # complete (end marker, or quiet and every frame final); process-observation published
+    PROCESSING = "processing"  # process-observation is working on it
+    PROCESSED = "processed"  # products written under the sequence's folder
+    NOT_ENOUGH_FRAMES = "not_enough_frames"  # a science outcome: fewer usable frames than the setting
+    TOO_MUCH_DRIFT = "too_much_drift"  # a science outcome: the measured drift is in ``drift_px``
+    ERROR = "error"  # the step failed; the reason is on the record, the message retried or dead-lettered
+
+    @property
+    def final(self) -> bool:
+        """Whether process-observation finished with this outcome (a new frame makes it pending again)."""
+        return self in OBSERVATION_OUTCOMES
+
+
+OBSERVATION_OUTCOMES = frozenset(
+    {ObservationStatus.PROCESSED, ObservationStatus.NOT_ENOUGH_FRAMES, ObservationStatus.TOO_MUCH_DRIFT}
+)
+# A frame whose chain has ended: the observation waits for nothing more from it.
+FINAL_IMAGE_STATUSES = frozenset({ImageStatus.SOLVED.value, ImageStatus.UNSOLVED.value, ImageStatus.REJECTED.value})

@@ -16,14 +16,16 @@ from panoptes_network.core.errors import BadInput, NotFound, PipelineError
 from panoptes_network.core.messages import (
     ObjectEvent,
     ObjectRef,
+    ObservationMessage,
     StepMessage,
+    SweepTick,
 )
 from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.outputs import CONFLICT, KEPT, store_output
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.topology import Service
 
-StepInput = ObjectEvent | StepMessage
+StepInput = ObjectEvent | StepMessage | ObservationMessage | SweepTick
 
 
 INPUT = "input"  # the key of the object the message names, among a step's inputs
@@ -59,6 +61,8 @@ class StepResult:
 
 
 def _the_message_object(step_input: StepInput) -> Mapping[str, ObjectRef]:
+    if isinstance(step_input, ObservationMessage | SweepTick):
+        return {}
     return {INPUT: step_input.ref}
 
 
@@ -80,6 +84,9 @@ class Step:
     reads: Callable[[Any], Mapping[str, ObjectRef]] = _the_message_object
     writes: Callable[[Context, Any], Mapping[str, Target]] = _no_outputs
     consumes_input: bool = False
+    # Whether a message is already done, for steps whose record is not an image's step record
+    # (process-observation's is the observation); None: the image's step record says.
+    done: Callable[[Context, Any], bool] | None = None
 
 
 class InputGone(NotFound):
@@ -172,13 +179,31 @@ class Work:
             raise Conflict(f"{', '.join(conflicts)} already held different content; both kept, nothing overwritten")
         return stored
 
-    def publish(self, topic: str, message: StepMessage) -> str:
+    def publish(self, topic: str, message: StepMessage | ObservationMessage) -> str:
         """Publish to a topic the topology lists for this step (``UnlistedTopic`` otherwise)."""
         return self.context.publish(topic, message)
 
 
+def subject_of(step_input: StepInput) -> str:
+    """What a message is about, for the log line: an object's identity, or the observation."""
+    if isinstance(step_input, ObservationMessage):
+        return f"observations/{step_input.sequence_id}"
+    if isinstance(step_input, SweepTick):
+        return "observation-sweep"
+    return step_input.ref.identity
+
+
+def lease_subject(step_input: StepInput) -> str | None:
+    """What one attempt at a time is held on: the image, or the observation (None: nothing)."""
+    if isinstance(step_input, ObservationMessage):
+        return step_input.sequence_id
+    return image_id_of(step_input)
+
+
 def image_id_of(step_input: StepInput) -> str | None:
     """The image an input belongs to, when it has one."""
+    if isinstance(step_input, ObservationMessage | SweepTick):
+        return None
     if isinstance(step_input, StepMessage):
         return step_input.image_id
     try:

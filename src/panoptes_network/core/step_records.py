@@ -16,11 +16,13 @@ from panoptes_network.core.context import Context
 from panoptes_network.core.errors import Ignored, PipelineError
 from panoptes_network.core.messages import (
     ObjectRef,
+    ObservationMessage,
     StepMessage,
+    SweepTick,
 )
 from panoptes_network.core.records import StepRecord
-from panoptes_network.core.status import ImageStatus, ObjectStatus, StepState, moves_forward
-from panoptes_network.core.step import Conflict, StepInput, StepResult, Work, image_id_of
+from panoptes_network.core.status import ImageStatus, ObjectStatus, ObservationStatus, StepState, moves_forward
+from panoptes_network.core.step import Conflict, StepInput, StepResult, Work, image_id_of, subject_of
 
 
 def now() -> dt.datetime:
@@ -37,7 +39,7 @@ def finished(record: StepRecord, step_input: StepInput) -> bool:
     A rerun (``reprocess``) is done only once its own token is recorded; a message without a
     token is done by any finished run of the input, so a late redelivery never repeats work. The
     extras count: plate-solver told of a new background file runs again."""
-    if record.input != step_input.ref.identity or record.state != StepState.DONE.value:
+    if record.input != subject_of(step_input) or record.state != StepState.DONE.value:
         return False
     if record.extra != extra_of(step_input):
         return False
@@ -59,7 +61,7 @@ def record_step(
     The record keeps what rebuilds the step's message (input, extra, rerun), for ``reprocess``."""
     extra = extra_of(step_input)
     fields = {
-        "input": step_input.ref.identity,
+        "input": subject_of(step_input),
         "message_id": message_id,
         "finished": now(),
         "software_version": __version__,
@@ -118,6 +120,11 @@ def record_failure(
     context: Context, step: str, step_input: StepInput, message_id: str, error: PipelineError, state: StepState
 ) -> None:
     """Record a rejection or an error where people will look for it."""
+    if isinstance(step_input, SweepTick):  # nothing to record on: the log line says it
+        return
+    if isinstance(step_input, ObservationMessage):
+        record_observation_failure(context, step, step_input, message_id, error, state)
+        return
     image_id = image_id_of(step_input)
     if image_id is None or isinstance(error, Ignored):
         status = ObjectStatus.IGNORED if isinstance(error, Ignored) else ObjectStatus.REJECTED
@@ -152,4 +159,19 @@ def record_conflict(context: Context, work: Work, image_id: str, message_id: str
         message_id,
         record,
         unless_done(work.step.name, work.message, {}),
+    )
+
+
+def record_observation_failure(
+    context: Context, step: str, message: ObservationMessage, message_id: str, error: PipelineError, state: StepState
+) -> None:
+    """``status: error`` and why on the observation (it stays pending: the sweep or a retry runs it again)."""
+    records.merge_observation(
+        context.metadata,
+        message.sequence_id,
+        {
+            "status": ObservationStatus.ERROR.value,
+            "reason": error.message,
+            "error": {"step": step, "state": state.value, "error_class": error.error_class, "message_id": message_id},
+        },
     )

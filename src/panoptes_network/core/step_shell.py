@@ -27,12 +27,23 @@ from panoptes_network.core.leases import lease
 from panoptes_network.core.logs import add_context, log, logging_context
 from panoptes_network.core.messages import (
     PushMessage,
+    parse_observation_message,
     parse_step_message,
     parse_storage_notification,
+    parse_sweep_tick,
 )
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import StepState
-from panoptes_network.core.step import Conflict, InputGone, Step, StepInput, Work, image_id_of
+from panoptes_network.core.step import (
+    Conflict,
+    InputGone,
+    Step,
+    StepInput,
+    Work,
+    image_id_of,
+    lease_subject,
+    subject_of,
+)
 from panoptes_network.core.step_records import finished, record_conflict, record_done, record_failure
 from panoptes_network.core.topology import Service
 
@@ -42,6 +53,8 @@ logger = logging.getLogger(__name__)
 PARSERS: dict[str, Callable[[PushMessage], StepInput]] = {
     "storage-notification": parse_storage_notification,
     "step": parse_step_message,
+    "observation": parse_observation_message,
+    "sweep": parse_sweep_tick,
 }
 
 
@@ -93,10 +106,11 @@ def _execute(service: Service, step: Step, context: Context, message: PushMessag
         return Outcome.IGNORED, {"reason": exc.message}
     image_id = image_id_of(step_input)
     add_context(image_id=image_id)
-    subject = {"image_id": image_id, "input": step_input.ref.identity}
-    if image_id is None:  # nothing to lease: such inputs are rejected or ignored at once
+    subject = {"image_id": image_id, "input": subject_of(step_input)}
+    leased = lease_subject(step_input)
+    if leased is None:  # nothing to lease: such inputs are rejected or ignored at once
         return _handle(service, step, context, message, step_input, subject)
-    key = f"{service.name}:{image_id}"
+    key = f"{service.name}:{leased}"
     try:
         with lease(context.metadata, key, context.settings.lease_seconds) as held:
             if not held:
@@ -116,16 +130,20 @@ def _handle(
     """Under the lease: the already-done check, the step's science, and the record of its outcome."""
     image_id = subject["image_id"]
     try:
-        if image_id is not None and finished(
-            records.step_record(records.image(context.metadata, image_id), step.name), step_input
-        ):
+        if step.done is not None:
+            done = step.done(context, step_input)
+        else:
+            done = image_id is not None and finished(
+                records.step_record(records.image(context.metadata, image_id), step.name), step_input
+            )
+        if done:
             return Outcome.ALREADY_DONE, {**subject, "reason": "already done"}
         work = Work(context, step, step_input, service)
         result = step.do(work)
         if image_id is not None:
             record_done(context, work, image_id, message.message_id, result)
     except Conflict as exc:
-        log(logger, "WARNING", exc.message, input=step_input.ref.identity)
+        log(logger, "WARNING", exc.message, input=subject["input"])
         if image_id is not None:
             record_conflict(context, work, image_id, message.message_id, exc)
         return Outcome.CONFLICT, {

@@ -13,7 +13,7 @@ import tomllib
 from importlib import resources
 from types import ModuleType
 
-MESSAGE_KINDS = ("storage-notification", "step")
+MESSAGE_KINDS = ("storage-notification", "step", "observation", "sweep")
 # A push that fails this many times goes to the subscription's dead-letter topic, where a pull
 # subscription of the same name keeps it for inspection and replay (cloud and local stack alike).
 MAX_DELIVERY_ATTEMPTS = 5
@@ -30,6 +30,19 @@ class Notification:
     topic: str
     event_types: tuple[str, ...]
     payload_format: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A periodic message into a topic: Cloud Scheduler in the cloud, a timer on the local stack."""
+
+    name: str
+    topic: str
+    every_minutes: int
+
+    @property
+    def cron(self) -> str:
+        return f"*/{self.every_minutes} * * * *"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +70,7 @@ class Topology:
     topics: tuple[str, ...]
     notifications: tuple[Notification, ...]
     services: tuple[Service, ...]
+    schedules: tuple[Schedule, ...] = ()
 
     def service(self, name: str) -> Service:
         for service in self.services:
@@ -89,7 +103,9 @@ def parse_topology(text: str) -> Topology:
         )
         for s in doc.get("services", [])
     )
-    problems = [f"notification of unknown bucket {n.bucket!r}" for n in notifications if n.bucket not in buckets]
+    schedules = tuple(Schedule(s["name"], s["topic"], int(s["every_minutes"])) for s in doc.get("schedules", []))
+    problems = [f"schedule to unknown topic {s.topic!r}" for s in schedules if s.topic not in topics]
+    problems += [f"notification of unknown bucket {n.bucket!r}" for n in notifications if n.bucket not in buckets]
     for service in services:
         problems += [
             f"{service.name}: unknown topic {t!r}" for t in (service.topic, *service.publishes) if t not in topics
@@ -99,7 +115,7 @@ def parse_topology(text: str) -> Topology:
     problems += [f"notification to unknown topic {n.topic!r}" for n in notifications if n.topic not in topics]
     if problems:
         raise ValueError("invalid topology: " + "; ".join(problems))
-    return Topology(buckets, topics, notifications, services)
+    return Topology(buckets, topics, notifications, services, schedules)
 
 
 @functools.cache

@@ -49,6 +49,10 @@ class CloudNames:
         return f"service-{self.project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 
     @property
+    def scheduler_agent(self) -> str:
+        return f"service-{self.project_number}@gcp-sa-cloudscheduler.iam.gserviceaccount.com"
+
+    @property
     def storage_agent(self) -> str:
         return f"service-{self.project_number}@gs-project-accounts.iam.gserviceaccount.com"
 

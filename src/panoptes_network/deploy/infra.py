@@ -3,8 +3,9 @@
 Every resource is described first (a read) and created only when missing, so a second run
 plans no changes. What is planned, in order: APIs, service accounts, the image repository,
 Firestore, buckets, topics and dead-letter topics, push subscriptions (OIDC, ack deadline,
-retry policy, dead letters), the IAM bindings on all of these, the raw bucket's notification
-and, when a service uses it, Cloud SQL (its schema is imported afterwards, by
+retry policy, dead letters), the IAM bindings on all of these, the raw bucket's notification,
+the Cloud Scheduler jobs of the topology's schedules (the observation sweep) and, when a
+service uses it, Cloud SQL (its schema is imported afterwards, by
 ``sql_schema_import``, once the instance exists).
 
 Firestore indexes: the only query the code makes is ``MetadataStore.list(collection,
@@ -18,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic
+from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Schedule, Topology, dead_letter_topic
 from panoptes_network.deploy.cloud_names import (
     DATABASE_URL_SECRET,
     MAX_RETRY_DELAY,
@@ -42,6 +43,7 @@ APIS = (
     "iam.googleapis.com",
     "sqladmin.googleapis.com",
     "secretmanager.googleapis.com",
+    "cloudscheduler.googleapis.com",
 )
 PAYLOAD_FORMATS = {"JSON_API_V1": "json", "NONE": "none"}
 DEAD_LETTER_RETENTION = "7d"  # Pub/Sub's maximum: replay within a week
@@ -146,8 +148,24 @@ def infra_resources(
             ),
             expect=f'projects/{names.project}/topics/{notification.topic}"',
         )  # fmt: skip
+    for schedule in topology.schedules:  # once the scheduler may publish to its topic
+        yield scheduler_job(schedule, names)
     if any(d.cloud_sql for d in deployments):
         yield from cloud_sql(names)
+
+
+def scheduler_job(schedule: Schedule, names: CloudNames) -> Resource:
+    """A Cloud Scheduler job that publishes ``{}`` to the schedule's topic (the sweep reads no content)."""
+    where = (f"--project={names.project}", f"--location={names.region}")
+    return Resource(
+        f"scheduler job {schedule.name}: every {schedule.every_minutes} min -> topic {schedule.topic}",
+        ("scheduler", "jobs", "describe", schedule.name, *where, "--format=value(name)"),
+        (
+            "scheduler", "jobs", "create", "pubsub", schedule.name, *where,
+            f"--schedule={schedule.cron}", "--time-zone=Etc/UTC",
+            f"--topic={schedule.topic}", "--message-body={}",
+        ),
+    )  # fmt: skip
 
 
 def private_bucket(name: str, names: CloudNames) -> Resource:
@@ -223,6 +241,9 @@ def iam_bindings(topology: Topology, deployments: Sequence[ServiceDeployment], n
     # Cloud Storage publishes the bucket notifications.
     for notification in topology.notifications:
         yield binding(topics, notification.topic, f"serviceAccount:{names.storage_agent}", "roles/pubsub.publisher", p)
+    # Cloud Scheduler publishes the schedules' messages.
+    for schedule in topology.schedules:
+        yield binding(topics, schedule.topic, f"serviceAccount:{names.scheduler_agent}", "roles/pubsub.publisher", p)
     # Dead letters: Pub/Sub forwards to the dead-letter topic and acks the source subscription.
     for deployment in deployments:
         subscription = deployment.service.subscription

@@ -36,6 +36,9 @@ def flow_lines(topology: Topology) -> Iterator[str]:
         bucket = topology.buckets[notification.bucket]
         yield f"gs://{bucket} --{','.join(notification.event_types)}--> topic {notification.topic}"
         yield from follow(notification.topic, 1, frozenset({notification.topic}))
+    for schedule in topology.schedules:
+        yield f"Cloud Scheduler {schedule.name} (every {schedule.every_minutes} min) --> topic {schedule.topic}"
+        yield from follow(schedule.topic, 1, frozenset({schedule.topic}))
 
 
 def code(values: tuple[str, ...] | list[str]) -> str:

@@ -23,8 +23,9 @@ from panoptes_network.core import records
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.logs import configure_logging, log
-from panoptes_network.core.messages import ObjectRef, PushMessage
+from panoptes_network.core.messages import ObjectRef, ObservationMessage, PushMessage
 from panoptes_network.core.names import NO_HINTS, NameHints
+from panoptes_network.core.observations import last_arrival, late_token, was_processed
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.status import ObjectStatus
@@ -104,6 +105,21 @@ class EmbeddedRunner:
                     time.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)
                 yield handled
 
+    def finish_observation(self, sequence_id: str, reason: str, rerun: str | None = None) -> list[Handled]:
+        """Process one observation now (as the sweep would once it is quiet), and what happened.
+        One processed before and given new frames since is re-processed with a rerun token named
+        after the latest arrival, so its products are replaced."""
+        observation = records.observation(self.metadata, sequence_id) or {}
+        if rerun is None and was_processed(observation) and observation.get(records.PENDING):
+            arrival = last_arrival(observation, records.sequence_images(self.metadata, sequence_id))
+            rerun = late_token(arrival) if arrival else None
+        data, attributes = ObservationMessage(sequence_id, reason, rerun).encode()
+        self.queue.publish(OBSERVATION_TOPIC, data, attributes)
+        return list(self.drain())
+
+
+OBSERVATION_TOPIC = "process-observation"
+FINISHED_RUN = "embedded run finished"
 
 _worker: EmbeddedRunner | None = None
 

@@ -3,7 +3,9 @@
 Everything comes from the topology: topics, buckets, the raw bucket's notification (fake-gcs-server
 publishes OBJECT_FINALIZE events into the Pub/Sub emulator) and one push subscription per
 service. ``panoptes-network stack`` runs it in the foreground; the tests' fixture uses the same
-``start_stack``. Push auth is off here (the emulator sends no OIDC token).
+``start_stack``. Push auth is off here (the emulator sends no OIDC token). The topology's
+schedules (Cloud Scheduler in the cloud) run on a timer here, every
+``Settings.sweep_interval_seconds`` (``PANOPTES_SWEEP_INTERVAL_SECONDS``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class LocalStack:
     gcs: emulators.Server
     services: dict[str, emulators.Server]
     settings: Settings
+    timer: ScheduleTimer | None = None
 
     @property
     def client_env(self) -> dict[str, str]:
@@ -53,7 +56,9 @@ class LocalStack:
         return [*self.services.values(), self.gcs, self.firestore, self.pubsub]
 
     def stop(self) -> None:
-        """Stop services first (so nothing pushes into a dead emulator), then the servers."""
+        """Stop the timer and the services first (so nothing pushes into a dead emulator), then the servers."""
+        if self.timer is not None:
+            self.timer.stop()
         for server in self.servers():
             server.stop()
 
@@ -67,6 +72,36 @@ class LocalStack:
 
 
 _env_lock = threading.Lock()  # patched_env changes the whole process's environment
+
+
+class ScheduleTimer:
+    """The local stand-in for Cloud Scheduler: publishes ``{}`` to each scheduled topic every
+    ``interval`` seconds, from a daemon thread, until stopped."""
+
+    def __init__(self, pubsub_host: str, project: str, topics: tuple[str, ...], interval: float) -> None:
+        from google.cloud.pubsub_v1 import PublisherClient
+
+        with _env_lock, patched_env({"PUBSUB_EMULATOR_HOST": pubsub_host}):
+            self.publisher = PublisherClient()
+        self.paths = [self.publisher.topic_path(project, topic) for topic in topics]
+        self.interval = interval
+        self.stopping = threading.Event()
+        self.ticks = 0
+        self.thread = threading.Thread(target=self._run, name="schedule-timer", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            for path in self.paths:
+                try:
+                    self.publisher.publish(path, b"{}").result(timeout=10)
+                except Exception as exc:  # the emulator is stopping or paused: the next tick tries again
+                    print(f"schedule timer: publishing to {path} failed: {exc!r}", file=sys.stderr)
+            self.ticks += 1
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=15)
 
 
 def create_topics(pubsub_host: str, project: str, topology: Topology) -> None:
@@ -188,17 +223,23 @@ def start_stack(
             **({"DATABASE_URL": settings.database_url} if settings.database_url else {}),
             **({"PANOPTES_DATABASE_SCHEMA": settings.database_schema} if settings.database_schema else {}),
             "PANOPTES_REFERENCE_CATALOG": settings.reference_catalog,
+            "PANOPTES_OBSERVATION_QUIET_MINUTES": str(settings.observation_quiet_minutes),
+            "PANOPTES_MIN_FRAMES": str(settings.min_frames),
+            "PANOPTES_MAX_DRIFT_PX": str(settings.max_drift_px),
+            "PANOPTES_STAMP_SIZE": str(settings.stamp_size),
         }
         services: dict[str, emulators.Server] = {}
         for service in topology.services:
             services[service.name] = start_service(service.name, log_dir, env, service.ack_deadline_seconds)
             started.append(services[service.name])
         create_push_subscriptions(pubsub.host, project, topology, {n: s.url for n, s in services.items()})
+        scheduled = tuple(schedule.topic for schedule in topology.schedules)
+        timer = ScheduleTimer(pubsub.host, project, scheduled, settings.sweep_interval_seconds) if scheduled else None
     except BaseException:
         for server in reversed(started):
             server.stop()
         raise
-    return LocalStack(project, pubsub, firestore, gcs, services, settings)
+    return LocalStack(project, pubsub, firestore, gcs, services, settings, timer)
 
 
 def run_stack_forever(project: str, log_dir: Path) -> int:
@@ -206,7 +247,7 @@ def run_stack_forever(project: str, log_dir: Path) -> int:
     started = time.monotonic()
     print("Starting the local stack ...", file=sys.stderr)
     try:
-        stack = start_stack(project, log_dir.resolve())
+        stack = start_stack(project, log_dir.resolve(), dataclasses.replace(Settings.from_env(), project=project))
     except emulators.ServerError as exc:
         print(f"panoptes-network stack: {exc}", file=sys.stderr)
         return 1

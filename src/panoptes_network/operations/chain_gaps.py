@@ -3,12 +3,15 @@ never processed", answered from the raw bucket and the metadata store.
 
 A `.fits.fz` is finished when its image is solved or unsolved (or rejected, with a reason); a
 camera raw when it was converted; a stray `.fits` should not exist for long at all (it is
-compressed and deleted); anything else when image-received recorded it as ignored.
+compressed and deleted); a sequence's end marker when its observation recorded it; anything
+else when image-received recorded it as ignored. An observation is a gap when it was ready
+long ago (quiet, every frame final) and is still not processed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +19,8 @@ from panoptes_network.adapters.metadata import MetadataStore
 from panoptes_network.adapters.storage import Storage
 from panoptes_network.core import records
 from panoptes_network.core.errors import BadInput
-from panoptes_network.core.names import FileKind, parse_raw_name
+from panoptes_network.core.names import FileKind, end_marker_sequence, parse_raw_name
+from panoptes_network.core.observations import is_gap
 from panoptes_network.core.status import StepState
 
 
@@ -74,16 +78,26 @@ def gap_of(kind: FileKind, identity: str, image: dict[str, Any] | None, seen: bo
     return f"stopped at {image.get('status')}; {last_step(image)}"
 
 
-def find_gaps(storage: Storage, metadata: MetadataStore, raw_bucket: str) -> Iterator[Gap]:
+def _seen(metadata: MetadataStore, identity: str, doc_id: str, name: str) -> bool:
+    """Whether image-received recorded an object it did not route as a frame."""
+    sequence_id = end_marker_sequence(name)
+    if sequence_id is not None:
+        return (records.observation(metadata, sequence_id) or {}).get("end_marker") == identity
+    return records.object_record(metadata, doc_id) is not None
+
+
+def find_gaps(
+    storage: Storage, metadata: MetadataStore, raw_bucket: str, quiet: dt.timedelta, now: dt.datetime | None = None
+) -> Iterator[Gap]:
     """Every raw object whose chain has not finished, in name order; then every image that
-    stopped short of a final status with no raw object left to show it."""
+    stopped short of a final status with no raw object left to show it; then every observation
+    ready long ago (``quiet`` is the observations' quiet period) and never processed."""
     listed: set[str | None] = set()
     for info in storage.list(raw_bucket):
         ref = info.ref
         kind, image_id = kind_of(ref.name)
         image = records.image(metadata, image_id) if image_id is not None else None
-        seen = records.object_record(metadata, ref.doc_id) is not None
-        why = gap_of(kind, ref.identity, image, seen)
+        why = gap_of(kind, ref.identity, image, _seen(metadata, ref.identity, ref.doc_id, ref.name))
         if why is not None:
             listed.add(image_id)
             yield Gap(ref.identity, image_id, (image or {}).get("status"), why)
@@ -91,3 +105,8 @@ def find_gaps(storage: Storage, metadata: MetadataStore, raw_bucket: str) -> Ite
         if image_id not in listed and not records.frame_is_final(image):
             identity = image.get("bucket_path") or "-"
             yield Gap(identity, image_id, image.get("status"), f"stopped at {image.get('status')}; {last_step(image)}")
+    when = now or dt.datetime.now(dt.UTC)
+    for sequence_id, observation in records.pending_observations(metadata):
+        why = is_gap(observation, records.sequence_images(metadata, sequence_id), when, quiet)
+        if why is not None:
+            yield Gap(f"observations/{sequence_id}", None, observation.get("status"), why)

@@ -18,7 +18,7 @@ from typing import Any
 
 from panoptes_network.core import records
 from panoptes_network.core.context import Context
-from panoptes_network.core.messages import ObjectRef, StepMessage, storage_notification
+from panoptes_network.core.messages import ObjectRef, ObservationMessage, StepMessage, storage_notification
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +87,17 @@ def plan_rerun(context: Context, image_id: str, image: dict[str, Any], step: str
         message = StepMessage(ref, image_id, image["sequence_id"], record.extra, token)
         data, attributes = message.encode()
     return Rerun(image_id, step, service.topic, data, attributes)
+
+
+OBSERVATION_STEP = "process-observation"
+
+
+def plan_observation_rerun(context: Context, sequence_id: str, token: str) -> Rerun:
+    """The message that processes an observation again and replaces its products."""
+    if records.observation(context.metadata, sequence_id) is None:
+        return Rerun(sequence_id, OBSERVATION_STEP, skipped="no such observation")
+    data, attributes = ObservationMessage(sequence_id, "reprocess", token).encode()
+    return Rerun(sequence_id, OBSERVATION_STEP, context.topology.service(OBSERVATION_STEP).topic, data, attributes)
 
 
 def publish(context: Context, rerun: Rerun) -> str:

@@ -16,7 +16,8 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         parents=[options.data_dir, options.as_json],
         help="list raw objects whose chain never finished (exit 1 when there are any)",
         description="Compare the raw bucket with the records: stray .fits never compressed, raws never "
-        "converted, .fits.fz whose image is neither solved, unsolved nor rejected, objects never seen. "
+        "converted, .fits.fz whose image is neither solved, unsolved nor rejected, objects never seen, "
+        "observations ready for an hour beyond their quiet period and never processed. "
         "Embedded data by default; --cloud reads Cloud Storage and Firestore (or the local stack's "
         "emulators through the usual *_EMULATOR_HOST variables).",
     )
@@ -31,7 +32,8 @@ def cmd_gaps(args: argparse.Namespace) -> int:
     if opened is None:
         return 2
     context, _ = opened
-    gaps = list(find_gaps(context.storage, context.metadata, context.settings.bucket("raw")))
+    settings = context.settings
+    gaps = list(find_gaps(context.storage, context.metadata, settings.bucket("raw"), settings.observation_quiet))
     if args.json:
         for gap in gaps:
             print(json.dumps(dataclasses.asdict(gap)))

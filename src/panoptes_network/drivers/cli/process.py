@@ -1,4 +1,5 @@
-"""``panoptes-network process``: ingest local files and run each through every step, embedded."""
+"""``panoptes-network process``: ingest local files and run each through every step, embedded;
+then process each observation whose frames it processed."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from tqdm import tqdm
 from panoptes_network.adapters.backends import local_context
 from panoptes_network.core.logs import configure_logging
 from panoptes_network.core.names import CAMERA_RE, UNIT_RE, NameHints
+from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.cli.shared import (
     Commands,
     CommonOptions,
@@ -24,7 +26,15 @@ from panoptes_network.drivers.cli.shared import (
     record_json,
     summary_row,
 )
-from panoptes_network.drivers.embedded import process, record_failed, record_of, stopped_short
+from panoptes_network.drivers.embedded import (
+    FAILED_OUTCOMES,
+    FINISHED_RUN,
+    EmbeddedRunner,
+    process,
+    record_failed,
+    record_of,
+    stopped_short,
+)
 
 
 def add_parser(commands: Commands, options: CommonOptions) -> None:
@@ -33,8 +43,9 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         parents=[options.data_dir, options.as_json],
         help="process local files through every step",
         description="Ingest files (or every file under folders) into the raw bucket folder and run "
-        "each through the pipeline's steps. Exit status 1 when any image failed or stopped before a "
-        "final status (solved, unsolved, rejected); each such image is listed with where it stopped.",
+        "each through the pipeline's steps, then process each observation (sequence) those frames belong "
+        "to. Exit status 1 when any image or observation failed, or an image stopped before a final status "
+        "(solved, unsolved, rejected); each such image is listed with where it stopped.",
     )
     run.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="FITS or camera raw files, or folders")
     run.add_argument(
@@ -97,6 +108,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             if args.json:
                 tqdm.write(record_json(record), file=sys.stdout)
     summary_out = sys.stderr if args.json else sys.stdout
+    failed += finish_observations(data_dir, settings, records, summary_out, args.quiet)
     if not args.quiet:
         print_table([summary_row(r) for r in records], ("IMAGE", "STATUS", "STEPS", "NOTE"), summary_out)
         for record in records:
@@ -109,3 +121,19 @@ def cmd_process(args: argparse.Namespace) -> int:
     for line in stopped:  # even with --quiet: nothing stops half-way unseen
         print(f"not finished: {line}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def finish_observations(
+    data_dir: Path, settings: Settings, records: list[dict[str, Any]], out: Any, quiet: bool
+) -> int:
+    """Process the observations of the frames just processed; how many failed."""
+    runner = EmbeddedRunner(data_dir, settings)
+    failed = 0
+    for sequence_id in sorted({r["sequence_id"] for r in records if r.get("sequence_id")}):
+        handled = runner.finish_observation(sequence_id, FINISHED_RUN)
+        failures = [h for h in handled if h.outcome in FAILED_OUTCOMES]
+        failed += bool(failures)
+        if not quiet:
+            note = "; ".join(f"{h.step}: {h.outcome.value} {h.reason}" for h in handled)
+            print(f"observation {sequence_id}: {note}", file=out)
+    return failed

@@ -31,7 +31,8 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         "Pub/Sub of GOOGLE_CLOUD_PROJECT (or the local stack through *_EMULATOR_HOST) at --rate.",
         epilog="examples:\n"
         "  panoptes-network reprocess --status unsolved --step plate-solver\n"
-        "  panoptes-network reprocess --cloud --status error --unit PAN001 --since 2026-11-01 --rate 5\n",
+        "  panoptes-network reprocess --cloud --status error --unit PAN001 --since 2026-11-01 --rate 5\n"
+        "  panoptes-network reprocess --observation PAN001_14d3bd_20181011T134202\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     reprocess.add_argument(
@@ -40,6 +41,13 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
     reprocess.add_argument("--unit", help="images of this unit (e.g. PAN001)")
     reprocess.add_argument(
         "--since", type=parse_since, metavar="DATE", help="images taken at or after DATE (ISO 8601, UTC)"
+    )
+    reprocess.add_argument(
+        "--observation",
+        action="append",
+        metavar="SEQ",
+        help="process this observation again, replacing its products (repeatable; images are then "
+        "selected only when --status, --unit or --since is given too)",
     )
     reprocess.add_argument("--step", choices=[s.name for s in load_topology().services], help="the step to re-run")
     reprocess.add_argument(
@@ -52,7 +60,15 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
 
 
 def cmd_reprocess(args: argparse.Namespace) -> int:
-    from panoptes_network.operations.reprocessing import Pace, Selection, new_token, plan_rerun, publish, select_images
+    from panoptes_network.operations.reprocessing import (
+        Pace,
+        Selection,
+        new_token,
+        plan_observation_rerun,
+        plan_rerun,
+        publish,
+        select_images,
+    )
 
     opened = open_records(args)
     if opened is None:
@@ -62,11 +78,18 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         configure_logging(open(args.data_dir / "pipeline.log", "a", buffering=1))  # noqa: SIM115 (open for the life of the process)
     selection = Selection(tuple(args.status or ()), args.unit, args.since, args.step)
     token, pace = new_token(), Pace(args.rate if runner is None else None)
-    images = list(select_images(context, selection))
+    observations = args.observation or []
+    images_too = not observations or args.status or args.unit or args.since
+    images = list(select_images(context, selection)) if images_too else []
+    planned = [
+        (plan_observation_rerun(context, seq, token), documents.observation(context.metadata, seq) or {})
+        for seq in observations
+    ]
+    planned += [(plan_rerun(context, image_id, image, selection.step, token), image) for image_id, image in images]
     rows: list[dict[str, Any]] = []
-    with tqdm(images, desc="reprocess", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
-        for image_id, image in bar:
-            rerun = plan_rerun(context, image_id, image, selection.step, token)
+    with tqdm(planned, desc="reprocess", unit="run", file=sys.stderr, disable=args.quiet or None) as bar:
+        for rerun, image in bar:
+            image_id = rerun.image_id
             row = {"image_id": image_id, "step": rerun.step, "status": image.get("status")}
             if rerun.skipped:
                 row |= {"result": "skipped", "note": rerun.skipped}
@@ -77,7 +100,11 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
                 row |= {"result": "published", "note": publish(context, rerun)}
                 if runner is not None:  # embedded: run the chain now, as the services would
                     failures = [h for h in runner.drain() if h.outcome in FAILED_OUTCOMES]
-                    final = documents.image(context.metadata, image_id) or {}
+                    final = (
+                        documents.image(context.metadata, image_id)
+                        or documents.observation(context.metadata, image_id)
+                        or {}
+                    )
                     row |= {"result": "failed" if failures else "done", "status": final.get("status")}
                     row["note"] = "; ".join(f"{h.step}: {h.reason}" for h in failures) or f"now {final.get('status')}"
             rows.append(row)
@@ -94,5 +121,5 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             sys.stdout,
         )
     summary = ", ".join(f"{n} {result}" for result, n in counts.items() if n) or "nothing"
-    print(f"{len(rows)} image(s) matched: {summary} (rerun {token})", file=sys.stderr)
+    print(f"{len(rows)} image(s) or observation(s) matched: {summary} (rerun {token})", file=sys.stderr)
     return 1 if counts["failed"] else 0

@@ -1,0 +1,426 @@
+"""Observations: when one is ready (end marker, or quiet and every frame final), the sweep that
+publishes it once, and process-observation on prepared solved frames (SQLite records, folder
+buckets): products under the sequence's folder, a redelivery does nothing, a late frame leads
+to one re-processing that replaces the products, science outcomes and errors recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from panoptes_network.core import records
+from panoptes_network.core.context import Context
+from panoptes_network.core.errors import BadInput, MalformedRequest
+from panoptes_network.core.messages import (
+    ObservationMessage,
+    PushMessage,
+    parse_observation_message,
+    storage_notification,
+)
+from panoptes_network.core.names import END_MARKER, end_marker_sequence, sequence_folder
+from panoptes_network.core.observations import (
+    already_done,
+    frame_summary,
+    is_gap,
+    late_token,
+    pending_after,
+    readiness,
+)
+from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.status import ObservationStatus
+from panoptes_network.drivers.embedded import EmbeddedRunner
+from panoptes_network.science import fits_codec
+from step_harness import deliver, drain_messages, local
+
+SEQ = "PAN001_14d3bd_20181011T134202"
+FOLDER = "PAN001/14d3bd/20181011T134202"
+PROCESSED = "panoptes-processed-images"
+RAW = "panoptes-raw-images"
+NOW = dt.datetime(2018, 10, 11, 16, 0, tzinfo=dt.UTC)
+QUIET = dt.timedelta(minutes=30)
+SHAPE = (64, 96)
+
+
+def image(status: str, received: dt.datetime = NOW - dt.timedelta(hours=1), **fields: Any) -> dict[str, Any]:
+    return {"sequence_id": SEQ, "status": status, "received": received, **fields}
+
+
+# --- readiness, pure ---------------------------------------------------------------------------
+
+
+def test_an_observation_with_frames_in_the_chain_is_still_receiving() -> None:
+    images = [("a", image("solved")), ("b", image("background_subtracted"))]
+    state = readiness({"pending": True}, images, NOW, QUIET)
+    assert state.status is ObservationStatus.RECEIVING and not state.publish
+    assert "1 of 2 frames still in the chain" in state.reason
+
+
+def test_ready_only_after_the_quiet_period_unless_the_end_marker_came() -> None:
+    recent = [("a", image("solved", NOW - dt.timedelta(minutes=29))), ("b", image("rejected"))]
+    assert not readiness({"pending": True}, recent, NOW, QUIET).publish
+    with_marker = readiness({"pending": True, "end_marker": "raw/x#1"}, recent, NOW, QUIET)
+    assert with_marker.publish and with_marker.status is ObservationStatus.READY and with_marker.rerun is None
+    quiet = readiness({"pending": True}, recent, NOW + dt.timedelta(minutes=1), QUIET)
+    assert quiet.publish and "quiet period" in quiet.reason
+
+
+def test_a_late_frame_after_processing_is_published_with_one_token_per_arrival() -> None:
+    arrival = NOW - dt.timedelta(hours=1)
+    processed = {"pending": True, "status": "processed", "last_arrival": arrival}
+    first = readiness(processed, [("a", image("solved", arrival))], NOW, QUIET)
+    again = readiness(processed, [("a", image("solved", arrival))], NOW + QUIET, QUIET)
+    assert first.publish and first.rerun == again.rerun == late_token(arrival)
+    later = readiness(processed, [("a", image("solved", arrival + dt.timedelta(seconds=1)))], NOW, QUIET)
+    assert later.rerun != first.rerun
+
+
+def test_done_means_processed_nothing_pending_and_the_rerun_recorded() -> None:
+    done = {"status": "too_much_drift", "pending": False, "processing": {"rerun": "r1"}}
+    assert already_done(done, None) and already_done(done, "r1")
+    assert not already_done(done, "r2")
+    assert not already_done({**done, "pending": True}, None)
+    assert not already_done({"status": "ready", "pending": False}, None)
+    assert not already_done(None, None)
+
+
+def test_a_frame_arriving_while_processing_keeps_the_observation_pending() -> None:
+    seen = NOW
+    assert not pending_after({"last_arrival": seen}, seen)
+    assert pending_after({"last_arrival": seen + dt.timedelta(seconds=1)}, seen)
+
+
+def test_frame_summary_counts_by_status_and_type_and_spans_the_frames() -> None:
+    t0 = NOW - dt.timedelta(hours=2)
+    images = [
+        ("a", image("solved", time=t0)),
+        ("b", image("solved", time=t0 + dt.timedelta(minutes=5), frame_type="dark")),
+        ("c", image("unsolved", time=t0 + dt.timedelta(minutes=2))),
+    ]
+    summary = frame_summary(images)
+    assert summary["frames"] == {
+        "count": 3,
+        "by_status": {"solved": 2, "unsolved": 1},
+        "by_type": {"science": 2, "dark": 1},
+    }
+    assert (summary["first_frame_time"], summary["last_frame_time"]) == (t0, t0 + dt.timedelta(minutes=5))
+
+
+def test_a_gap_is_an_observation_ready_long_ago_and_never_processed() -> None:
+    old = [("a", image("solved", NOW - dt.timedelta(hours=3)))]
+    assert is_gap({"pending": True}, old, NOW, QUIET)
+    assert is_gap({"pending": False, "status": "processed"}, old, NOW, QUIET) is None
+    assert is_gap({"pending": True}, [("a", image("solved", NOW - dt.timedelta(minutes=40)))], NOW, QUIET) is None
+
+
+def test_names_of_the_sequence_folder_and_the_end_marker() -> None:
+    assert sequence_folder(SEQ) == FOLDER
+    with pytest.raises(BadInput, match="sequence id"):
+        sequence_folder("PAN001/14d3bd")
+    assert end_marker_sequence(f"{FOLDER}/{END_MARKER}") == SEQ
+    assert end_marker_sequence(f"PAN001/Tess_Sec21/14d3bd/20181011T134202/{END_MARKER}") == SEQ
+    assert end_marker_sequence(f"{FOLDER}/20181011T134333.fits.fz") is None
+    assert end_marker_sequence(f"PAN001/14d3bd/notatime/{END_MARKER}") is None
+
+
+def test_the_observation_message_round_trips_and_rejects_a_bad_sequence_id() -> None:
+    message = ObservationMessage(SEQ, "end marker", "r-1")
+    data, attributes = message.encode()
+    assert parse_observation_message(PushMessage("1", data, attributes)) == message
+    bad = json.dumps({"sequence_id": "../etc", "reason": "x"}).encode()
+    with pytest.raises(MalformedRequest, match="sequence_id"):
+        parse_observation_message(PushMessage("1", bad, attributes))
+
+
+# --- the steps, on prepared records ------------------------------------------------------------
+
+
+def processed_frame(index: int, drift_px: float) -> bytes:
+    """A background-subtracted frame with a TAN WCS, shifted ``drift_px`` per frame in x."""
+    rng = np.random.default_rng(index)
+    header = fits.Header()
+    header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": 48.0 + index * drift_px, "CRPIX2": 32.0,
+                   "CRVAL1": 300.0, "CRVAL2": 44.0, "CDELT1": -0.003, "CDELT2": 0.003,
+                   "FIELD": "KIC 8462852", "RA-MNT": 301.5, "DEC-MNT": 44.5, "EXPTIME": 120.0})  # fmt: skip
+    return fits_codec.compressed_file(rng.normal(0, 5, SHAPE).astype(np.float32), header)
+
+
+@dataclasses.dataclass
+class Night:
+    """A sequence's solved frames, stored and recorded as the chain leaves them."""
+
+    context: Context
+    frames: int = 0
+
+    def add_frame(self, received: dt.datetime, drift_px: float = 0.5, status: str = "solved") -> str:
+        index = self.frames
+        self.frames += 1
+        taken = dt.datetime(2018, 10, 11, 13, 43, 33, tzinfo=dt.UTC) + dt.timedelta(minutes=2 * index)
+        image_id = f"PAN001_14d3bd_{taken:%Y%m%dT%H%M%S}"
+        name = f"{FOLDER}/{taken:%Y%m%dT%H%M%S}.fits.fz"
+        ref = self.context.storage.write_new(PROCESSED, name, processed_frame(index, drift_px), "application/fits")
+        outputs = {"processed": {"name": f"{PROCESSED}/{name}", "generation": ref.generation, "state": "written"}}
+        records.create_image(
+            self.context.metadata,
+            image_id,
+            {**image(status, received, time=taken, exptime=120.0, image_id=image_id),
+             "steps": {"plate-solver": {"state": "done", "outputs": outputs}}},
+        )  # fmt: skip
+        observation = records.observation(self.context.metadata, SEQ) or {}
+        latest = max(received, observation.get("last_arrival") or received)
+        records.merge_observation(self.context.metadata, SEQ, {"last_arrival": latest, "pending": True})
+        return image_id
+
+
+@pytest.fixture
+def night(tmp_path: Path) -> Night:
+    context, _ = local(tmp_path)
+    return Night(context)
+
+
+def products(context: Context) -> dict[str, int]:
+    """Every object under the sequence's folder in the processed bucket that is not a frame: name -> generation."""
+    return {
+        info.ref.name: info.ref.generation
+        for info in context.storage.list(PROCESSED, FOLDER + "/")
+        if not info.ref.name.endswith("fits.fz") or "/stack" in info.ref.name or "/difference" in info.ref.name
+    }
+
+
+def sweep_at(context: Context, when: dt.datetime) -> list[ObservationMessage]:
+    """Run the sweep step as Cloud Scheduler would trigger it; the messages it published."""
+    from panoptes_network.steps import sweep_observations
+
+    published: list[ObservationMessage] = []
+    sweep_observations.sweep(context, when, published.append)
+    return published
+
+
+def test_the_sweep_publishes_a_quiet_observation_once_it_is_quiet(night: Night) -> None:
+    for _ in range(3):
+        night.add_frame(NOW - dt.timedelta(minutes=10))
+    assert sweep_at(night.context, NOW) == []
+    observation = records.observation(night.context.metadata, SEQ) or {}
+    assert observation["status"] == "receiving" and observation["frames"]["count"] == 3
+    [message] = sweep_at(night.context, NOW + QUIET)
+    assert message.sequence_id == SEQ and message.rerun is None
+    assert (records.observation(night.context.metadata, SEQ) or {})["status"] == "ready"
+
+
+def test_the_sweep_service_publishes_through_its_topic(tmp_path: Path) -> None:
+    context, queue = local(tmp_path)
+    Night(context).add_frame(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    handled = deliver(context, "sweep-observations", PushMessage("tick-1", b"{}", {}))
+    assert handled.outcome is Outcome.DONE, handled
+    [queued] = drain_messages(queue)
+    assert queued.topic == "process-observation"
+    assert json.loads(queued.data)["sequence_id"] == SEQ
+
+
+def process(context: Context, message: ObservationMessage, message_id: str = "m-1") -> Any:
+    data, attributes = message.encode()
+    return deliver(context, "process-observation", PushMessage(message_id, data, attributes))
+
+
+def test_processing_writes_the_products_once_and_a_redelivery_is_done(night: Night) -> None:
+    for _ in range(12):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    handled = process(night.context, ObservationMessage(SEQ, "quiet"))
+    assert handled.outcome is Outcome.DONE, handled
+    observation = records.observation(night.context.metadata, SEQ) or {}
+    assert observation["status"] == "processed" and observation["pending"] is False
+    assert observation["products"]["stack"] == f"{PROCESSED}/{FOLDER}/stack.fits.fz"
+    assert observation["field"] == {"name": "KIC 8462852", "ra": 301.5, "dec": 44.5, "source": "mount"}
+    assert observation["frames"]["by_status"] == {"solved": 12} and observation["drift_px"] == pytest.approx(
+        5.5, abs=0.01
+    )
+    assert observation["pipeline_version"]
+    first = products(night.context)
+    assert set(first) == {f"{FOLDER}/quality.parquet", f"{FOLDER}/stack.fits.fz"}
+    again = process(night.context, ObservationMessage(SEQ, "quiet"), "m-2")
+    assert again.outcome is Outcome.ALREADY_DONE
+    assert products(night.context) == first
+
+
+def test_a_late_frame_leads_to_one_reprocessing_that_replaces_the_products(night: Night) -> None:
+    for _ in range(12):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    assert process(night.context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
+    first = products(night.context)
+    night.add_frame(NOW - dt.timedelta(minutes=40))
+    [message] = sweep_at(night.context, NOW)
+    assert message.rerun is not None and message.rerun.startswith("late-frame-")
+    outcomes = [process(night.context, message, f"m-{i}").outcome for i in range(3)]
+    assert outcomes == [Outcome.DONE, Outcome.ALREADY_DONE, Outcome.ALREADY_DONE]
+    second = products(night.context)
+    assert set(second) == set(first), "the same names: replaced, never duplicated"
+    assert all(second[name] != first[name] for name in first), "each product replaced"
+    observation = records.observation(night.context.metadata, SEQ) or {}
+    assert observation["frames"]["count"] == 13 and observation["processing"]["rerun"] == message.rerun
+    assert sweep_at(night.context, NOW + QUIET) == []
+
+
+def test_too_few_frames_and_too_much_drift_are_science_outcomes(tmp_path: Path) -> None:
+    few = Night(local(tmp_path / "few")[0])
+    for _ in range(5):
+        few.add_frame(NOW - dt.timedelta(hours=1))
+    assert process(few.context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
+    observation = records.observation(few.context.metadata, SEQ) or {}
+    assert observation["status"] == "not_enough_frames" and "5 usable frames" in observation["reason"]
+    assert products(few.context) == {}
+    drifting = Night(local(tmp_path / "drift")[0])
+    for _ in range(12):
+        drifting.add_frame(NOW - dt.timedelta(hours=1), drift_px=3.0)
+    process(drifting.context, ObservationMessage(SEQ, "quiet"))
+    observation = records.observation(drifting.context.metadata, SEQ) or {}
+    assert observation["status"] == "too_much_drift" and observation["drift_px"] == pytest.approx(33.0, abs=0.01)
+
+
+def test_frames_still_in_the_chain_make_it_wait_unless_forced(night: Night) -> None:
+    for _ in range(11):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    night.add_frame(NOW - dt.timedelta(hours=1), status="background_subtracted")
+    handled = process(night.context, ObservationMessage(SEQ, "end marker"))
+    assert handled.outcome is Outcome.DONE and "not ready: 1 frames still in the chain" in handled.reason
+    assert (records.observation(night.context.metadata, SEQ) or {}).get("status") is None
+    forced = process(night.context, ObservationMessage(SEQ, "forced", "r-1"), "m-2")
+    assert forced.outcome is Outcome.DONE
+    observation = records.observation(night.context.metadata, SEQ) or {}
+    assert observation["status"] == "processed" and observation["frames"]["by_status"] == {
+        "solved": 11,
+        "background_subtracted": 1,
+    }
+
+
+def test_a_vanished_frame_is_an_error_on_the_observation(night: Night) -> None:
+    for _ in range(12):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    gone = next(iter(night.context.storage.list(PROCESSED, FOLDER + "/")))
+    night.context.storage.delete(gone.ref)
+    handled = process(night.context, ObservationMessage(SEQ, "quiet"))
+    assert handled.outcome is Outcome.REJECTED
+    observation = records.observation(night.context.metadata, SEQ) or {}
+    assert observation["status"] == "error" and gone.ref.name in observation["reason"]
+    assert observation["pending"] is True, "still pending: the next sweep tries again"
+
+
+def test_the_end_marker_publishes_process_observation_at_once(tmp_path: Path) -> None:
+    context, queue = local(tmp_path)
+    ref = context.storage.write_new(RAW, f"{FOLDER}/{END_MARKER}", b"{}")
+    drain_messages(queue)
+    data, attributes = storage_notification(ref, 2)
+    handled = deliver(context, "image-received", PushMessage("n-1", data, attributes))
+    assert handled.outcome is Outcome.DONE, handled
+    [queued] = drain_messages(queue)
+    assert queued.topic == "process-observation"
+    assert json.loads(queued.data) == {"sequence_id": SEQ, "reason": "end marker"}
+    assert (records.observation(context.metadata, SEQ) or {})["end_marker"] == ref.identity
+
+
+def test_a_routed_frame_marks_its_observation_pending(tmp_path: Path) -> None:
+    context, queue = local(tmp_path)
+    ref = context.storage.write_new(RAW, f"{FOLDER}/20181011T134333.fits.fz", b"SIMPLE  =")
+    drain_messages(queue)
+    data, attributes = storage_notification(ref, 9)
+    assert deliver(context, "image-received", PushMessage("n-1", data, attributes)).outcome is Outcome.DONE
+    observation = records.observation(context.metadata, SEQ) or {}
+    assert observation["pending"] is True and isinstance(observation["last_arrival"], dt.datetime)
+
+
+def test_embedded_finishing_reprocesses_a_changed_observation_with_a_token(tmp_path: Path) -> None:
+    runner = EmbeddedRunner(tmp_path)
+    night = Night(runner.context)
+    for _ in range(12):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    [first] = runner.finish_observation(SEQ, "embedded run finished")
+    assert first.outcome is Outcome.DONE, first
+    night.add_frame(NOW)
+    [second] = runner.finish_observation(SEQ, "embedded run finished")
+    assert second.outcome is Outcome.DONE, second
+    observation = records.observation(runner.metadata, SEQ) or {}
+    assert observation["frames"]["count"] == 13 and observation["processing"]["rerun"] == late_token(NOW)
+
+
+# --- operations and the command line -----------------------------------------------------------
+
+
+def test_gaps_list_an_observation_ready_long_ago_and_never_processed(tmp_path: Path) -> None:
+    from panoptes_network.operations.chain_gaps import find_gaps
+
+    context, queue = local(tmp_path)
+    night = Night(context)
+    night.add_frame(NOW - dt.timedelta(hours=3))
+    marker = context.storage.write_new(RAW, f"{FOLDER}/{END_MARKER}", b"{}")
+    drain_messages(queue)
+    records.merge_observation(context.metadata, SEQ, {"end_marker": marker.identity})
+    [gap] = find_gaps(context.storage, context.metadata, RAW, QUIET, NOW)
+    assert gap.identity == f"observations/{SEQ}" and "not processed" in gap.why
+    night.add_frame(NOW - dt.timedelta(minutes=5), status="recorded")
+    assert list(find_gaps(context.storage, context.metadata, RAW, QUIET, NOW)) == [], "receiving is no gap"
+
+
+def test_the_observations_command_lists_shows_and_forces_one(tmp_path: Path, capsys) -> None:
+    from panoptes_network.drivers.cli import main
+
+    night = Night(EmbeddedRunner(tmp_path).context)
+    for _ in range(10):
+        night.add_frame(NOW - dt.timedelta(minutes=1))
+    assert main(["observations", "list", "--data-dir", str(tmp_path)]) == 0
+    assert SEQ in capsys.readouterr().out
+    assert main(["observations", "process", SEQ, "--data-dir", str(tmp_path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["status"] == "processed" and shown["processing"]["reason"] == "forced"
+    assert main(["observations", "show", SEQ, "--data-dir", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["products"]["stack"].endswith(f"{FOLDER}/stack.fits.fz")
+    assert main(["observations", "show", "PAN001_14d3bd_20200101T000000", "--data-dir", str(tmp_path)]) == 1
+
+
+def test_reprocess_an_observation_replaces_its_products_once(tmp_path: Path, capsys) -> None:
+    from panoptes_network.drivers.cli import main
+
+    runner = EmbeddedRunner(tmp_path)
+    night = Night(runner.context)
+    for _ in range(10):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    [handled] = runner.finish_observation(SEQ, "quiet")
+    assert handled.outcome is Outcome.DONE
+    before = products(runner.context)
+    assert main(["reprocess", "--observation", SEQ, "--data-dir", str(tmp_path), "--json", "-q"]) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["step"], row["result"], row["status"]) == ("process-observation", "done", "processed")
+    observation = records.observation(runner.metadata, SEQ) or {}
+    assert observation["processing"]["rerun"].startswith("reprocess-")
+    assert products(runner.context) == before, "the same content: the same objects, nothing duplicated"
+
+
+# --- embedded, the whole chain -----------------------------------------------------------------
+
+
+def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, capsys) -> None:
+    """Small real-sky frames (they solve against the installed Tycho-2 index), a pointing image
+    and a dark: ``process`` solves the frames, then processes the observation once."""
+    from panoptes_network.drivers.cli import main
+    from panoptes_network.synthetic import observation as synthetic
+
+    spec = synthetic.ObservationSpec(frames=10, stars=None, pointing_images=1, darks=1)
+    sequence_id = synthetic.write_observation(spec, tmp_path / "frames").sequence_id
+    data = tmp_path / "data"
+    assert main(["process", str(tmp_path / "frames"), "--data-dir", str(data), "-j", "2", "-q"]) == 0
+    runner = EmbeddedRunner(data)
+    observation = records.observation(runner.metadata, sequence_id) or {}
+    assert observation["status"] == "processed", observation.get("reason")
+    assert observation["frames"]["by_type"] == {"science": 10, "pointing": 1, "dark": 1}
+    assert observation["processing"]["frames_used"] == spec.frames, "the pointing image and the dark kept out"
+    assert observation["pending"] is False and observation["field"]["name"] == spec.field_name
+    for location in observation["products"].values():
+        assert (data / "buckets" / location).stat().st_size > 0
+    with fits.open(data / "buckets" / observation["products"]["stack"]) as hdus:
+        assert np.isfinite(hdus[1].data).all()
+    again = runner.finish_observation(sequence_id, "embedded run finished")
+    assert [h.outcome for h in again] == [Outcome.ALREADY_DONE]
