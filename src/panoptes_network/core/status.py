@@ -58,3 +58,15 @@ class ObjectStatus(str, enum.Enum):
 
     IGNORED = "ignored"  # not for this pipeline (unknown file type, pointing image, other bucket)
     REJECTED = "rejected"  # could not be processed (e.g. an unparseable name)
+
+
+class ObservationStatus(str, enum.Enum):
+    """``observations/{sequence_id}.status``: where the observation is (resources/status.md)."""
+
+    RECEIVING = "receiving"  # frames still arriving, or some still in the chain
+    READY = "ready"  # complete (end marker, or quiet and every frame final); process-observation published
+    PROCESSING = "processing"  # process-observation is working on it
+    PROCESSED = "processed"  # products written under the sequence's folder
+    NOT_ENOUGH_FRAMES = "not_enough_frames"  # a science outcome: fewer usable frames than the setting
+    TOO_MUCH_DRIFT = "too_much_drift"  # a science outcome: the measured drift is in ``drift_px``
+    ERROR = "error"  # the step failed; the reason is on the record, the message retried or dead-lettered
