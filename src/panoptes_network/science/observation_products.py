@@ -252,9 +252,9 @@ def science_products(
     film = [TimelapseFrame(f.time, f.image_id, p.picture) for f, p in zip(frames, passes)]
     return {
         "timelapse": product("timelapse", encode(film, settings.timelapse)),
-        "stack": product("stack", fits_codec.compressed_file(stack.image, header)),
+        "stack": product("stack", fits_codec.quantized_file(stack.image, header)),
         "stack_png": product("stack_png", image_png(stack.image, settings.png_width)),
-        "difference": product("difference", fits_codec.compressed_file(difference, header)),
+        "difference": product("difference", fits_codec.quantized_file(difference, header)),
         "difference_png": product("difference_png", image_png(difference, settings.png_width)),
         "stamp_cube": product("stamp_cube", stamps_fits(sequence_id, cube, found, cube_frames)),
     }

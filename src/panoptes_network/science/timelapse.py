@@ -67,8 +67,12 @@ def _size(first: Image.Image, width: int) -> tuple[int, int]:
 
 
 def _burn_in(picture: Image.Image, text: str, font_px: int) -> None:
+    """White text on a black box at the top left, its font shrunk until the line fits the picture."""
     draw = ImageDraw.Draw(picture)
     font = ImageFont.load_default(size=font_px)
+    while font_px > 6 and draw.textlength(text, font=font) > picture.width - 16:
+        font_px -= 1
+        font = ImageFont.load_default(size=font_px)
     left, top, right, bottom = draw.textbbox((8, 6), text, font=font)
     draw.rectangle((left - 4, top - 3, right + 4, bottom + 3), fill=(0, 0, 0))
     draw.text((8, 6), text, fill=(255, 255, 255), font=font)
