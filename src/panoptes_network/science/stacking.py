@@ -160,19 +160,31 @@ def misalignment_terms(misalignment: np.ndarray) -> np.ndarray:
     return terms if len(terms) > 2 * terms.shape[1] else terms[:, :0]
 
 
+def fit_basis(terms: np.ndarray) -> np.ndarray:
+    """(frames, rank) float32: an orthonormal basis of the misalignment terms' span (none without terms)."""
+    if not terms.size:
+        return np.zeros((len(terms), 0), np.float32)
+    u, singular, _ = np.linalg.svd(terms, full_matrices=False)
+    return np.asarray(u[:, singular > singular.max() * max(terms.shape) * np.finfo(np.float64).eps], np.float32)
+
+
 def difference_image(
     frames: Sequence[FrameRows], stack: Stack, saturation_level: float = SATURATION_ABOVE_SKY, workers: int = 1
 ) -> np.ndarray:
-    """Per-pixel RMS over the frames of (frame - stack), less its fit to the misalignment: what varied."""
-    terms = misalignment_terms(stack.misalignment)
-    fit = (terms @ np.linalg.pinv(terms)).astype(np.float32)  # (frames, frames): onto the misalignment terms
-    freedom = len(frames) - np.linalg.matrix_rank(terms) if terms.size else len(frames)
+    """Per-pixel RMS over the frames of (frame - stack), less its fit to the misalignment: what varied.
+
+    With U an orthonormal basis of the terms, the fit's residual r = (1 - U U^T) c of c = frame - stack
+    has |r|^2 = |c|^2 - |U^T c|^2: a (rank x frames) product instead of (frames x frames)."""
+    basis = fit_basis(misalignment_terms(stack.misalignment))
+    freedom = len(frames) - basis.shape[1]
 
     def rms(rows: slice, cube: np.ndarray) -> np.ndarray:
         saturated = (cube >= saturation_level).any(axis=0)
         cube -= stack.image[rows]
-        if terms.size:
-            cube -= np.tensordot(fit, cube, axes=1)
-        return np.where(saturated, np.nan, np.sqrt(np.sum(np.square(cube), axis=0) / freedom))
+        total = np.einsum("fij,fij->ij", cube, cube)
+        if basis.shape[1]:
+            projected = np.tensordot(basis.T, cube, axes=1)
+            total -= np.einsum("kij,kij->ij", projected, projected)
+        return np.where(saturated, np.nan, np.sqrt(np.clip(total, 0, None) / freedom))
 
     return _each_block(frames, stack.shifts, stack.region, rms, workers)
