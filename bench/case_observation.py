@@ -128,7 +128,6 @@ def in_fresh_process(manifest: Path, count: int, side: str) -> dict[str, str]:
     return dict(item.split("=") for item in result.stdout.split())
 
 
-
 def observation_case(count: int) -> Callable[[Path], object]:
     @contextmanager
     def case(work: Path) -> Iterator[tuple[Callable[[], object], Callable[[], object]]]:
