@@ -2,8 +2,8 @@
 
 ``make_products`` is pure: frames come in as values with ``load_pixels``/``load_preview``
 callables, products go out as bytes (``PRODUCT_FILES`` names them); the observation step
-(``steps/``) reads and writes storage. Pixels are loaded once each: the first pass measures the
-frame's quality, keeps its timelapse picture and spills its pixels to a scratch file; the stack,
+(``steps/``) reads and writes storage. Pixels are loaded once each (``workers`` frames at a time: a
+frame's decompression releases the GIL in zlib): the first pass measures the frame's quality, keeps its timelapse picture and spills its pixels to a scratch file; the stack,
 the difference image and the stamp cube then read the spilled frames block by block
 (``stacking.FrameRows``) from the page cache, so memory holds one block of rows of every frame,
 never every frame (100 full frames are 7 GB of float32).
@@ -23,6 +23,7 @@ import io
 import math
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import overload
 
@@ -272,7 +273,8 @@ def make_products(
         raise BadInput(f"observation {sequence_id} has no science frames")
     frames = sorted(frames, key=lambda f: f.time)
     with tempfile.TemporaryDirectory(prefix="panoptes-observation-") as scratch:
-        passes = [first_pass(i, frame, Path(scratch), settings) for i, frame in enumerate(frames)]
+        with ThreadPoolExecutor(max(1, settings.workers)) as pool:  # one frame decompresses while another is measured
+            passes = list(pool.map(lambda i: first_pass(i, frames[i], Path(scratch), settings), range(len(frames))))
         shape = passes[0].spilled.shape
         for frame, done in zip(frames, passes):
             if done.spilled.shape != shape:
