@@ -37,6 +37,8 @@ from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ObservationStatus
 from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.science import fits_codec
+from panoptes_network.science.observation_products import PRODUCT_FILES
+from panoptes_network.synthetic.star_field import draw_stars
 from step_harness import deliver, drain_messages, local
 
 SEQ = "PAN001_14d3bd_20181011T134202"
@@ -45,7 +47,8 @@ PROCESSED = "panoptes-processed-images"
 RAW = "panoptes-raw-images"
 NOW = dt.datetime(2018, 10, 11, 16, 0, tzinfo=dt.UTC)
 QUIET = dt.timedelta(minutes=30)
-SHAPE = (64, 96)
+SHAPE = (96, 160)
+STARS = np.random.default_rng(7).uniform((12.0, 12.0), (110.0, 84.0), (30, 2))  # (x, y) in frame 0
 
 
 def image(status: str, received: dt.datetime = NOW - dt.timedelta(hours=1), **fields: Any) -> dict[str, Any]:
@@ -142,13 +145,15 @@ def test_the_observation_message_round_trips_and_rejects_a_bad_sequence_id() -> 
 
 
 def processed_frame(index: int, drift_px: float) -> bytes:
-    """A background-subtracted frame with a TAN WCS, shifted ``drift_px`` per frame in x."""
+    """A background-subtracted frame of 30 stars with a TAN WCS, both shifted ``drift_px`` per frame in x."""
     rng = np.random.default_rng(index)
+    pixels = rng.normal(0, 5, SHAPE).astype(np.float32)
+    draw_stars(pixels, STARS[:, 0] + index * drift_px, STARS[:, 1], np.full(len(STARS), 4000.0), 2.5)
     header = fits.Header()
     header.update({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": 48.0 + index * drift_px, "CRPIX2": 32.0,
                    "CRVAL1": 300.0, "CRVAL2": 44.0, "CDELT1": -0.003, "CDELT2": 0.003,
                    "FIELD": "KIC 8462852", "RA-MNT": 301.5, "DEC-MNT": 44.5, "EXPTIME": 120.0})  # fmt: skip
-    return fits_codec.compressed_file(rng.normal(0, 5, SHAPE).astype(np.float32), header)
+    return fits_codec.compressed_file(pixels, header)
 
 
 @dataclasses.dataclass
@@ -242,7 +247,7 @@ def test_processing_writes_the_products_once_and_a_redelivery_is_done(night: Nig
     )
     assert observation["pipeline_version"]
     first = products(night.context)
-    assert set(first) == {f"{FOLDER}/quality.parquet", f"{FOLDER}/stack.fits.fz"}
+    assert set(first) == {f"{FOLDER}/{suffix}" for suffix, _ in PRODUCT_FILES.values()}
     again = process(night.context, ObservationMessage(SEQ, "quiet"), "m-2")
     assert again.outcome is Outcome.ALREADY_DONE
     assert products(night.context) == first
@@ -273,7 +278,9 @@ def test_too_few_frames_and_too_much_drift_are_science_outcomes(tmp_path: Path) 
     assert process(few.context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
     observation = records.observation(few.context.metadata, SEQ) or {}
     assert observation["status"] == "not_enough_frames" and "5 usable frames" in observation["reason"]
-    assert products(few.context) == {}
+    quality_only = {f"{FOLDER}/quality.parquet", f"{FOLDER}/quality.png"}  # so the operator sees why
+    assert set(products(few.context)) == quality_only
+    assert set(observation["products"]) == {"quality_table", "quality_plot"}
     drifting = Night(local(tmp_path / "drift")[0])
     for _ in range(12):
         drifting.add_frame(NOW - dt.timedelta(hours=1), drift_px=3.0)
@@ -361,8 +368,9 @@ def test_gaps_list_an_observation_ready_long_ago_and_never_processed(tmp_path: P
     records.merge_observation(context.metadata, SEQ, {"end_marker": marker.identity})
     [gap] = find_gaps(context.storage, context.metadata, RAW, QUIET, NOW)
     assert gap.identity == f"observations/{SEQ}" and "not processed" in gap.why
-    night.add_frame(NOW - dt.timedelta(minutes=5), status="recorded")
-    assert list(find_gaps(context.storage, context.metadata, RAW, QUIET, NOW)) == [], "receiving is no gap"
+    frame = night.add_frame(NOW - dt.timedelta(minutes=5), status="recorded")
+    gaps = find_gaps(context.storage, context.metadata, RAW, QUIET, NOW)
+    assert [g.image_id for g in gaps] == [frame], "the frame in the chain is a gap; its receiving observation is not"
 
 
 def test_the_observations_command_lists_shows_and_forces_one(tmp_path: Path, capsys) -> None:

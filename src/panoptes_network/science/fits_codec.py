@@ -105,3 +105,23 @@ def same_content(a: bytes, b: bytes) -> bool:
 def compressed_file(data: np.ndarray, header: fits.Header | None = None) -> bytes:
     """A ``.fits.fz`` holding one image: an empty primary HDU and the compressed image."""
     return to_bytes(fits.HDUList([fits.PrimaryHDU(), compressed_image(data, header)]))
+
+
+# Derived floating-point images (an observation's stack and difference image), which no step
+# reads back as data: fpack's own default, Rice on values quantized to 1/16 of each tile's noise,
+# subtractively dithered (a fixed seed: the same image gives the same bytes). It adds 0.07 sigma of
+# noise; on a full frame it is 2x faster to write than lossless GZIP_1 and the file 4x smaller.
+QUANTIZE_LEVEL = 16.0
+
+
+def quantized_file(data: np.ndarray, header: fits.Header | None = None) -> bytes:
+    """A ``.fits.fz`` of a float image quantized below its noise (``QUANTIZE_LEVEL``), Rice-compressed."""
+    image = fits.CompImageHDU(
+        np.asarray(data, dtype=np.float32),
+        header=header,
+        compression_type="RICE_1",
+        quantize_level=QUANTIZE_LEVEL,
+        quantize_method=1,  # SUBTRACTIVE_DITHER_1
+        dither_seed=1,
+    )
+    return to_bytes(fits.HDUList([fits.PrimaryHDU(), image]))

@@ -103,9 +103,12 @@ def measure_frame(
     sky_level: float,
     sky_rms: np.ndarray | float,
     settings: QualitySettings = QualitySettings(),
+    sources: Sources | None = None,
 ) -> tuple[FrameMetrics, Sources]:
-    """The frame's metrics and its sources (background-subtracted ADU; ``sky_rms`` per pixel or one value)."""
-    sources = detect_sources(frame, sky_rms, settings.detection)
+    """The frame's metrics and its sources (background-subtracted ADU; ``sky_rms`` per pixel or one value).
+    Sources already found (the plate-solver's) are used as given: detection is most of the cost."""
+    if sources is None:
+        sources = detect_sources(frame, sky_rms, settings.detection)
     measured = sources.take(psf_sources(frame, sources, settings))
     metrics = FrameMetrics(
         sky_level=float(sky_level),

@@ -18,19 +18,32 @@ cuts a bright star's residual by 2-3x; a star varying by 50% then stands out aga
 twice its flux. Pixels saturated in any frame vary with the alignment, not the sky: they are NaN.
 
 Frames are background-subtracted and finite; they are read block by block of rows, so a
-sequence of memory maps (or lazily read frames) keeps the memory to one block of every frame.
+sequence of frames spilled to files (``FrameRows``: anything with a shape that returns a block
+of rows when sliced) keeps the memory to one block of every frame per worker thread (numpy's
+partition and BLAS release the GIL: two workers halve the median's time on two cores).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 import numpy as np
 
 from panoptes_network.science.frame_quality import SATURATION_ABOVE_SKY
 
-BLOCK_BYTES = 256 * 2**20  # float32 cube of one block of rows of every frame
+BLOCK_BYTES = 128 * 2**20  # float32 cube of one block of rows of every frame (per worker)
+
+
+class FrameRows(Protocol):
+    """A frame that gives blocks of rows: an array, or one read from a file block by block."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    def __getitem__(self, key: tuple[slice, slice], /) -> np.ndarray: ...
 
 
 def even_shifts(offsets: np.ndarray) -> np.ndarray:
@@ -79,29 +92,64 @@ class Stack:
         return np.asarray(self.offsets - self.shifts, dtype=np.float64)
 
 
-def _blocks(frames: Sequence[np.ndarray], shifts: np.ndarray, region: Overlap) -> Iterator[tuple[slice, np.ndarray]]:
-    """(rows of the stack, the aligned cube (frames, rows, columns)) for each block of rows."""
+def _block_rows(frames: int, region: Overlap) -> Iterator[slice]:
     rows, cols = region.shape
-    step = max(2, BLOCK_BYTES // (4 * len(frames) * cols) // 2 * 2)
+    step = max(2, BLOCK_BYTES // (4 * frames * cols) // 2 * 2)
     for top in range(0, rows, step):
-        bottom = min(rows, top + step)
-        cube = np.empty((len(frames), bottom - top, cols), np.float32)
-        for f, (frame, (sx, sy)) in enumerate(zip(frames, shifts)):
-            y, x = region.y0 + sy, region.x0 + sx
-            cube[f] = frame[y + top : y + bottom, x : x + cols]
-        yield slice(top, bottom), cube
+        yield slice(top, min(rows, top + step))
 
 
-def median_stack(frames: Sequence[np.ndarray], offsets: np.ndarray) -> Stack:
+def _cube(frames: Sequence[FrameRows], shifts: np.ndarray, region: Overlap, rows: slice) -> np.ndarray:
+    """The aligned cube (frames, rows, columns) of one block of the stack's rows."""
+    cols = region.shape[1]
+    cube = np.empty((len(frames), rows.stop - rows.start, cols), np.float32)
+    for f, (frame, (sx, sy)) in enumerate(zip(frames, shifts)):
+        y, x = region.y0 + sy, region.x0 + sx
+        cube[f] = frame[y + rows.start : y + rows.stop, x : x + cols]
+    return cube
+
+
+def _each_block(
+    frames: Sequence[FrameRows],
+    shifts: np.ndarray,
+    region: Overlap,
+    reduce: Callable[[slice, np.ndarray], np.ndarray],
+    workers: int,
+) -> np.ndarray:
+    """The stack-shaped image whose every block of rows is ``reduce(rows, cube)``, on ``workers`` threads."""
+    image = np.empty(region.shape, np.float32)
+
+    def one(rows: slice) -> None:
+        image[rows] = reduce(rows, _cube(frames, shifts, region, rows))
+
+    blocks = list(_block_rows(len(frames), region))
+    if workers <= 1:
+        for rows in blocks:
+            one(rows)
+    else:
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, blocks))
+    return image
+
+
+def cube_median(cube: np.ndarray) -> np.ndarray:
+    """``np.median(cube, axis=0)`` of finite values, 5-10x faster: frames made the last, contiguous
+    axis are sorted by numpy's vectorised sort, where median's partition across axis 0 is scalar."""
+    n = len(cube)
+    lanes = np.ascontiguousarray(np.moveaxis(cube, 0, -1))
+    lanes.sort(axis=-1)
+    middle = lanes[..., n // 2]
+    return middle if n % 2 else np.float32(0.5) * (lanes[..., n // 2 - 1] + middle)
+
+
+def median_stack(frames: Sequence[FrameRows], offsets: np.ndarray, workers: int = 1) -> Stack:
     """The per-pixel median of the frames aligned by their even shifts, over their overlap."""
     if len(frames) == 0:
         raise ValueError("no frames to stack")
     offsets = np.asarray(offsets, dtype=np.float64).reshape(len(frames), 2)
     shifts = even_shifts(offsets)
-    region = overlap(shifts, frames[0].shape)
-    image = np.empty(region.shape, np.float32)
-    for rows, cube in _blocks(frames, shifts, region):
-        image[rows] = np.median(cube, axis=0)
+    region = overlap(shifts, (frames[0].shape[0], frames[0].shape[1]))
+    image = _each_block(frames, shifts, region, lambda rows, cube: cube_median(cube), workers)
     return Stack(image, region, offsets, shifts)
 
 
@@ -112,19 +160,31 @@ def misalignment_terms(misalignment: np.ndarray) -> np.ndarray:
     return terms if len(terms) > 2 * terms.shape[1] else terms[:, :0]
 
 
+def fit_basis(terms: np.ndarray) -> np.ndarray:
+    """(frames, rank) float32: an orthonormal basis of the misalignment terms' span (none without terms)."""
+    if not terms.size:
+        return np.zeros((len(terms), 0), np.float32)
+    u, singular, _ = np.linalg.svd(terms, full_matrices=False)
+    return np.asarray(u[:, singular > singular.max() * max(terms.shape) * np.finfo(np.float64).eps], np.float32)
+
+
 def difference_image(
-    frames: Sequence[np.ndarray], stack: Stack, saturation_level: float = SATURATION_ABOVE_SKY
+    frames: Sequence[FrameRows], stack: Stack, saturation_level: float = SATURATION_ABOVE_SKY, workers: int = 1
 ) -> np.ndarray:
-    """Per-pixel RMS over the frames of (frame - stack), less its fit to the misalignment: what varied."""
-    terms = misalignment_terms(stack.misalignment)
-    fit = terms @ np.linalg.pinv(terms)  # (frames, frames): projects onto the misalignment terms
-    freedom = len(frames) - np.linalg.matrix_rank(terms) if terms.size else len(frames)
-    image = np.empty(stack.region.shape, np.float32)
-    for rows, cube in _blocks(frames, stack.shifts, stack.region):
+    """Per-pixel RMS over the frames of (frame - stack), less its fit to the misalignment: what varied.
+
+    With U an orthonormal basis of the terms, the fit's residual r = (1 - U U^T) c of c = frame - stack
+    has |r|^2 = |c|^2 - |U^T c|^2: a (rank x frames) product instead of (frames x frames)."""
+    basis = fit_basis(misalignment_terms(stack.misalignment))
+    freedom = len(frames) - basis.shape[1]
+
+    def rms(rows: slice, cube: np.ndarray) -> np.ndarray:
         saturated = (cube >= saturation_level).any(axis=0)
         cube -= stack.image[rows]
-        if terms.size:
-            cube -= np.tensordot(fit.astype(np.float32), cube, axes=1)
-        rms = np.sqrt(np.sum(np.square(cube), axis=0) / freedom)
-        image[rows] = np.where(saturated, np.nan, rms)
-    return image
+        total = np.einsum("fij,fij->ij", cube, cube)
+        if basis.shape[1]:
+            projected = np.tensordot(basis.T, cube, axes=1)
+            total -= np.einsum("kij,kij->ij", projected, projected)
+        return np.where(saturated, np.nan, np.sqrt(np.clip(total, 0, None) / freedom))
+
+    return _each_block(frames, stack.shifts, stack.region, rms, workers)

@@ -1,12 +1,13 @@
 """Stamp cube: one fixed window per star, followed through the observation's drift.
 
-For each star (its position in the reference frame) the window's origin is chosen once, on an
-even row and column, so that the star sits at the window's centre in the reference frame; in
-frame i it moves by the frame's offset rounded to even pixels (``stacking.even_shifts``). The
-window therefore follows the drift in steps of two pixels, never re-centres on a detection,
-and its top-left pixel is always the mosaic's first colour (R for RGGB): the same pixel of
-every stamp of every frame sees the same filter. The star stays within one pixel per axis of
-its reference place in the window (the rounding), plus the error of the measured offsets.
+For each star (its position in the reference frame) the window follows the star's predicted
+place in each frame, the reference position moved by the frame's measured offset (the drift),
+on an even row and column: the window's origin is that place less the window's half-size,
+rounded to even pixels. The window therefore follows the drift in steps of two pixels, never
+re-centres on a detection, and its top-left pixel is always the mosaic's first colour (R for
+RGGB): the same pixel of every stamp of every frame sees the same filter. The star stays within
+one pixel per axis of the window's centre in every frame (the rounding), plus the error of the
+measured offsets. (Rounding the reference place and the offset separately would allow two.)
 
 Array layout (``StampCube.stamps``): float32, shape (stars, frames, size, size), C order,
 ``stamps[s, f, row, col]`` = frame f's pixel (``y0[s, f] + row``, ``x0[s, f] + col``), 0-based;
@@ -73,7 +74,7 @@ class StampCube:
 
 
 def reference_origins(x: np.ndarray, y: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The even window origin that centres each star ((size - 1) / 2) in the reference frame."""
+    """The even window origin that centres each star ((size - 1) / 2), within a pixel per axis."""
 
     def origin(centre: np.ndarray) -> np.ndarray:
         return 2 * np.round((np.asarray(centre, dtype=np.float64) - (size - 1) / 2) / 2).astype(np.int64)
@@ -126,10 +127,7 @@ def cut_cube(
     frame, whose (dx, dy) against the reference are ``offsets`` (frames, 2)."""
     x, y, offsets = np.asarray(x, np.float64), np.asarray(y, np.float64), np.asarray(offsets, np.float64)
     size = settings.size
-    shifts = even_shifts(offsets)
-    rx0, ry0 = reference_origins(x, y, size)
-    x0 = rx0[:, None] + shifts[None, :, 0]
-    y0 = ry0[:, None] + shifts[None, :, 1]
+    x0, y0 = reference_origins(x[:, None] + offsets[None, :, 0], y[:, None] + offsets[None, :, 1], size)
     stamps = np.empty((len(x), len(frames), size, size), np.float32)
     flags = np.zeros(x0.shape, np.int32)
     for f, frame in enumerate(frames):

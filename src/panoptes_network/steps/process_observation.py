@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.wcs import WCS
 
 from panoptes_network import __version__
 from panoptes_network.core import records
@@ -46,6 +47,8 @@ from panoptes_network.core.status import ObservationStatus
 from panoptes_network.core.step import Conflict, Step, StepResult, Target, Work
 from panoptes_network.core.step_records import now
 from panoptes_network.science import fits_codec
+from panoptes_network.science.catalog_match import MatchSettings, field_geometry
+from panoptes_network.science.catalog_stars import CatalogStars
 from panoptes_network.science.fits_header import read_image_header
 from panoptes_network.science.observation_products import (
     PRODUCT_FILES,
@@ -79,7 +82,8 @@ def solver_output(image: dict[str, Any], key: str) -> ObjectRef | None:
 
 
 def _pixels(context: Context, ref: ObjectRef) -> np.ndarray:
-    hdu = fits_codec.image_hdu(fits_codec.open_fits(context.storage.read(ref), ref.identity), ref.identity)
+    data = context.storage.read(ref)
+    hdu = fits_codec.image_hdu(fits_codec.open_fits(data, ref.identity, context.settings.limits), ref.identity)
     return np.asarray(hdu.data, dtype=np.float32)
 
 
@@ -92,7 +96,9 @@ def observation_frame(context: Context, image_id: str, image: dict[str, Any]) ->
     processed = solver_output(image, "processed")
     if processed is None:
         return None
-    header = read_image_header(partial(context.storage.read_range, processed), processed.identity).header
+    read_range = partial(context.storage.read_range, processed)
+    header = read_image_header(read_range, processed.identity, context.settings.limits).header
+    sky = image.get("sky") or {}
     return ObservationFrame(
         image_id=image_id,
         time=image.get("time") or dt.datetime.fromisoformat(str(header.get("DATE-OBS"))).replace(tzinfo=dt.UTC),
@@ -103,7 +109,18 @@ def observation_frame(context: Context, image_id: str, image: dict[str, Any]) ->
         load_pixels=partial(_pixels, context, processed),
         load_preview=partial(_preview, context, solver_output(image, "quick_look")),
         sources=None,
+        sky_level=sky.get("background_adu"),
+        sky_rms=sky.get("rms_adu"),
     )
+
+
+def field_stars(context: Context, header: fits.Header) -> CatalogStars:
+    """The reference catalog's stars over a frame (the stamp cube follows every one the WCS puts
+    inside every usable frame, detected or not)."""
+    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+    geometry = field_geometry(WCS(header), shape)
+    match = MatchSettings()
+    return context.catalog.cone(geometry.ra, geometry.dec, geometry.radius_deg + match.cone_margin_deg, match.mag_range)
 
 
 def record_exclusions(context: Context, frames: list[tuple[str, dict[str, Any]]], excluded: dict[str, str]) -> None:
@@ -134,7 +151,8 @@ def do(work: Work) -> StepResult:
     )
     candidates = [(image_id, image) for image_id, image in images if usable(image)]
     frames = [f for image_id, image in candidates if (f := observation_frame(context, image_id, image)) is not None]
-    products = make_products(sequence_id, frames, products_settings(context.settings))
+    stars = field_stars(context, frames[0].wcs_header) if frames else None
+    products = make_products(sequence_id, frames, products_settings(context.settings), stars)
     try:
         stored = work.write({key: product.data for key, product in products.files.items()})
     except Conflict as exc:
