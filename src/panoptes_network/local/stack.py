@@ -209,6 +209,8 @@ def start_stack(
     except BaseException:
         for server in reversed(started):
             server.stop()
+        if engine is not None:
+            containers.remove_stack_containers(engine, project)
         raise
     return LocalStack(project, pubsub, firestore, gcs, services, settings, engine)
 
