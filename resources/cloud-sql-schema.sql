@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS stamps (
     ellipticity FLOAT,
     flags INTEGER NOT NULL,
     duplicate BOOLEAN NOT NULL,
+    saturated BOOLEAN DEFAULT false NOT NULL,
     stamp_x0 INTEGER NOT NULL,
     stamp_y0 INTEGER NOT NULL,
     stamp_width INTEGER NOT NULL,

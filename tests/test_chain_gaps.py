@@ -33,12 +33,12 @@ def step(state: str, minute: int, **fields: object) -> dict:
         (f"{SEQUENCE}/20181011T134333.fits", FileKind.FITS, IMAGE_ID),
         (f"{SEQUENCE}/20181011T134333.cr2", FileKind.RAW, IMAGE_ID),
         (f"{SEQUENCE}/20181011T134333.jpg", FileKind.OTHER, IMAGE_ID),
-        (f"{SEQUENCE}/pointing00.cr2", FileKind.OTHER, "PAN001_14d3bd_pointing00"),
+        (f"{SEQUENCE}/pointing00.cr2", FileKind.RAW, "PAN001_14d3bd_pointing00"),
         ("notes.txt", FileKind.OTHER, None),
         ("PAN001/bad", FileKind.OTHER, None),
     ],
 )
-def test_kind_of_takes_pointings_and_unparseable_names_for_other_objects(
+def test_kind_of_takes_unparseable_names_for_other_objects_and_pointings_for_frames(
     name: str, kind: FileKind, image_id: str | None
 ) -> None:
     assert kind_of(name) == (kind, image_id)

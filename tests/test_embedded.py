@@ -9,8 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from astropy.io import fits
 
+from panoptes_network.adapters.sqlite_metadata import SqliteMetadata
 from panoptes_network.drivers.cli import main
+from panoptes_network.synthetic import observation
 from panoptes_network.synthetic.frames import FrameSpec, write_frame
 
 
@@ -113,3 +116,64 @@ def test_missing_paths_and_help_are_clear(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no such file" in result.stderr
     help_text = run_cli("process", "--help").stdout
     assert "--jobs" in help_text and "--data-dir" in help_text and "--json" in help_text
+
+
+def test_pointing_images_and_darks_of_an_observation_are_recorded_as_such(tmp_path: Path, capsys) -> None:
+    spec = observation.ObservationSpec(frames=2, pointing_images=1, darks=1)
+    truth = observation.write_observation(spec, tmp_path / "in")
+    assert main(["process", "--json", "-q", "-j", "1", "--data-dir", str(tmp_path / "data"), str(tmp_path / "in")]) == 0
+    recorded = {r["image_id"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    expected = {frame.name.rsplit("/", 1)[1].split(".")[0]: frame.kind.value for frame in truth.frames}
+    assert {i.split("_")[-1]: r["frame_type"] for i, r in recorded.items()} == expected
+    assert sorted(expected.values()) == ["dark", "pointing", "science", "science"]
+    assert all(r["sequence_id"] == truth.sequence_id for r in recorded.values())
+    counts = SqliteMetadata(tmp_path / "data" / "metadata.sqlite").get("observations", truth.sequence_id)
+    assert counts is not None
+    assert (counts["num_images"], counts["num_science_images"], counts["num_pointing_images"]) == (4, 2, 1)
+    assert counts["num_dark_images"] == 1
+
+
+def strip_ids(source: Path, target: Path, date_obs: str) -> Path:
+    """A copy of a POCS frame whose header says nothing about unit, camera or sequence."""
+    with fits.open(source) as hdus:
+        header = hdus[0].header.copy()
+        for key in ("SEQID", "IMAGEID", "OBSERVER", "INSTRUME", "FILENAME"):
+            del header[key]
+        header["DATE-OBS"] = date_obs
+        fits.PrimaryHDU(hdus[0].data, header).writeto(target)
+    return target
+
+
+def test_unit_and_camera_options_name_files_whose_headers_carry_no_ids(
+    small_frame: Path, test_data: Path, tmp_path: Path, capsys
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    strip_ids(small_frame, inputs / "a.fits", "2020-01-01T08:04:00")
+    strip_ids(small_frame, inputs / "b.fits", "2020-01-01T08:01:30")
+    shutil.copy(test_data / "panoptes" / "noheader.fits", inputs)
+    data = str(tmp_path / "data")
+
+    assert main(["process", "--json", "-q", "-j", "1", "--data-dir", data, str(inputs)]) == 1
+    refused = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["status"] for r in refused] == ["rejected"] * 3
+    assert all("--unit PAN001 --camera 14d3bd" in r["error"] for r in refused)
+
+    args = ["process", "--json", "-q", "-j", "1", "--data-dir", data, "--unit", "PAN001", "--camera", "14d3bd"]
+    assert main([*args, str(inputs)]) == 1  # noheader.fits has no time at all
+    records = {Path(r["input"]).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert records["a.fits"]["image_id"] == "PAN001_14d3bd_20200101T080400"
+    assert records["b.fits"]["image_id"] == "PAN001_14d3bd_20200101T080130"
+    # One sequence for the run, starting at its earliest frame.
+    assert {records[f]["sequence_id"] for f in ("a.fits", "b.fits")} == {"PAN001_14d3bd_20200101T080130"}
+    assert records["a.fits"]["status"] not in ("rejected", "error")
+    assert records["noheader.fits"]["status"] == "rejected"
+    assert "image time (IMAGEID/FILENAME/DATE-OBS)" in records["noheader.fits"]["error"]
+    stored = tmp_path / "data/buckets/panoptes-raw-images/PAN001/14d3bd/20200101T080130"
+    assert sorted(p.name for p in stored.iterdir()) == ["20200101T080130.fits.fz", "20200101T080400.fits.fz"]
+
+
+def test_the_unit_and_camera_options_refuse_what_is_not_an_id(tmp_path: Path) -> None:
+    result = run_cli("process", "--data-dir", str(tmp_path), "--unit", "Testing PANOPTES Unit", str(tmp_path))
+    assert result.returncode == 2 and "is not PAN + 3 digits" in result.stderr
+    assert "--unit" in run_cli("process", "--help").stdout

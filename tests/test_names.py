@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from panoptes_network.core.errors import BadInput
-from panoptes_network.core.names import FileKind, parse_raw_name, raw_name_from_header
+from panoptes_network.core.names import FileKind, HeaderIds, NameHints, header_ids, parse_raw_name, raw_name_from_header
 
 
 def test_canonical_name_gives_ids_and_kind() -> None:
@@ -133,3 +133,53 @@ def test_name_from_the_real_unsolved_header(test_data) -> None:
     assert name.path.startswith("PAN001/XXXXXX/20160909T081152/")
     compressed = read_fits_header(test_data / "panoptes" / "solved.fits.fz")
     assert raw_name_from_header(compressed, "fits.fz").image_id == "PAN001_XXXXXX_20160909T081522"
+
+
+POCS_2020 = {
+    "OBSERVER": "Testing PANOPTES Unit",
+    "INSTRUME": "SC5348",
+    "SEQID": "PAN000_SC5348_20200101T080115",
+    "IMAGEID": "PAN000_SC5348_20200101T080134",
+    "FILENAME": "20200101T080134.cr2",
+    "DATE-OBS": "2020-01-01T08:01:34.000",
+}
+
+
+def test_name_from_a_2020_pocs_header_takes_the_ids_not_the_unit_name() -> None:
+    name = raw_name_from_header(POCS_2020, "fits.fz")
+    assert name.path == "PAN000/SC5348/20200101T080115/20200101T080134.fits.fz"
+    assert name.sequence_id == POCS_2020["SEQID"] and name.image_id == POCS_2020["IMAGEID"]
+    camera_elsewhere = {**POCS_2020, "INSTRUME": "Canon EOS 100D"}  # INSTRUME as a camera model
+    assert raw_name_from_header(camera_elsewhere, "fits.fz").camera_id == "SC5348"
+    only_imageid = {k: v for k, v in POCS_2020.items() if k != "SEQID"}
+    with pytest.raises(BadInput, match=r"sequence time \(SEQID\)"):
+        raw_name_from_header(only_imageid, "fits.fz")
+
+
+def test_name_of_a_pointing_image_from_its_header() -> None:
+    pointing = {**POCS_2020, "IMAGEID": "PAN000_SC5348_pointing01", "FILENAME": "pointing01.cr2"}
+    name = raw_name_from_header(pointing, "fits")
+    assert name.is_pointing and name.path == "PAN000/SC5348/20200101T080115/pointing01.fits"
+    del pointing["IMAGEID"]
+    assert raw_name_from_header(pointing, "fits").image_name == "pointing01"  # from FILENAME
+
+
+def test_header_ids_of_the_real_files(test_data) -> None:
+    from panoptes_network.drivers.ingest import read_fits_header
+
+    for file, image_name in (("unsolved.fits", "20160909T081314"), ("solved.fits.fz", "20160909T081522")):
+        ids = header_ids(read_fits_header(test_data / "panoptes" / file))
+        assert ids == HeaderIds("PAN001", "XXXXXX", "20160909T081152", image_name)
+    assert header_ids(read_fits_header(test_data / "panoptes" / "noheader.fits")) == HeaderIds(None, None, None, None)
+
+
+def test_hints_fill_what_a_header_without_ids_lacks() -> None:
+    bare = {"DATE-OBS": "2020-01-01T08:01:34"}
+    with pytest.raises(BadInput, match="unit id.*camera id"):
+        raw_name_from_header(bare, "fits")
+    hinted = raw_name_from_header(bare, "fits", NameHints("PAN001", "14d3bd"))
+    assert hinted.path == "PAN001/14d3bd/20200101T080134/20200101T080134.fits"  # its own sequence
+    in_run = raw_name_from_header(bare, "fits", NameHints("PAN001", "14d3bd", "20200101T080000"))
+    assert in_run.sequence_id == "PAN001_14d3bd_20200101T080000"
+    # The header's own ids win over the hints.
+    assert raw_name_from_header(POCS_2020, "fits", NameHints("PAN001", "14d3bd")).sequence_id == POCS_2020["SEQID"]

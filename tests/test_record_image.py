@@ -75,6 +75,7 @@ def test_the_real_header_is_recorded_with_parsed_values(tmp_path: Path, test_dat
     observation = context.metadata.get("observations", "PAN001_XXXXXX_20160909T081152")
     assert observation["software_version"] == "POCSv0.1.1" and observation["iso"] == 100.0
     assert observation["num_images"] == 1 and observation["total_exptime"] == 120.4
+    assert image["frame_type"] == "science" and observation["num_science_images"] == 1
     assert drain(queue) == ["subtract-background"]
 
 
@@ -89,6 +90,7 @@ def test_missing_optional_keywords_are_null_not_a_crash(tmp_path: Path, test_dat
         "unit_id": "PAN001",
         "name": "PAN001",
         "num_images": 1,
+        "num_science_images": 1,
         "total_exptime": 0.0,
     }
 
@@ -229,3 +231,37 @@ def test_header_command_prints_json(test_data: Path) -> None:
     assert result.returncode == 0, result.stderr
     header = json.loads(result.stdout)
     assert header["NAXIS1"] == 700 and header["EXPTIME"] == 120.4 and "ZBITPIX" not in header
+
+
+def test_the_frame_type_is_recorded_and_counted_per_type(tmp_path: Path) -> None:
+    context, queue = local(tmp_path)
+    spec = FrameSpec(shape=(40, 60), stars=2)
+    sequence = spec.path().rsplit("/", 1)[0]
+    data, science = make_frame(spec)
+    pointing = science.copy()
+    pointing["POINTING"] = True
+    dark = science.copy()
+    dark["IMAGETYP"], dark["DARK"] = "Dark Frame", True
+    inputs = {
+        f"{sequence}/20261124T080203.fits.fz": science,
+        f"{sequence}/pointing00.fits.fz": science,  # by name
+        f"{sequence}/20261124T080100.fits.fz": pointing,  # by header
+        f"{sequence}/20261124T081000.fits.fz": dark,
+    }
+    refs = [store(context, name, compressed_file(data, header)) for name, header in inputs.items()]
+    drain(queue)  # the storage notifications
+    for ref in refs:
+        assert deliver(context, "record-image", message_for(ref)).outcome is Outcome.DONE
+    types = {doc_id: image["frame_type"] for doc_id, image in context.metadata.list("images")}
+    assert types == {
+        "PAN000_SC5348_20261124T080203": "science",
+        "PAN000_SC5348_pointing00": "pointing",
+        "PAN000_SC5348_20261124T080100": "pointing",
+        "PAN000_SC5348_20261124T081000": "dark",
+    }
+    for counted in (context.metadata.get("observations", "PAN000_SC5348_20261124T080000"),
+                    context.metadata.get("units", "PAN000")):  # fmt: skip
+        assert counted["num_images"] == 4
+        assert (counted["num_science_images"], counted["num_pointing_images"], counted["num_dark_images"]) == (1, 2, 1)
+        assert "num_flat_images" not in counted
+    assert drain(queue) == ["subtract-background"] * 4  # pointing images and darks go on like any frame

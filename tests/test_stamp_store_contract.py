@@ -4,8 +4,10 @@ and on the real PostgreSQL test server (the cloud's), in a schema of this module
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import sqlalchemy as sa
 
 from fixtures_servers import POSTGRES
 from panoptes_network.adapters.sql_stamp_store import SqlStampStore
+from panoptes_network.adapters.sql_tables import define_tables, engine_for
 from panoptes_network.adapters.stamp_store import StampStore
 from panoptes_network.core.errors import TransientError
 from panoptes_network.local.emulators import free_port
@@ -100,3 +103,38 @@ def test_an_unreachable_database_is_a_transient_failure() -> None:
         store.replace(image, [stamp_row(image, 0, np.zeros((10, 10), np.float32))])
     with pytest.raises(TransientError, match="unavailable"):
         store.rows(image)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def older_table(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlStampStore]:
+    """A store whose ``stamps`` table an older version made: without the ``saturated`` column."""
+    if request.param == "sqlite":
+        store, schema = SqlStampStore(f"sqlite:///{tmp_path / 'stamps.sqlite'}"), None
+    else:
+        schema = f"test_old_{uuid.uuid4().hex[:10]}"
+        store = SqlStampStore(POSTGRES, schema)
+    engine = engine_for(store.url)
+    stamps = define_tables(schema).tables[f"{schema}.stamps" if schema else "stamps"]
+    ddl = str(sa.schema.CreateTable(stamps).compile(dialect=engine.dialect))
+    with engine.begin() as connection:
+        if schema:
+            connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+        connection.exec_driver_sql("\n".join(line for line in ddl.splitlines() if "saturated" not in line))
+    yield store
+    if schema:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_a_table_without_the_saturated_column_is_refused_with_the_statement_that_adds_it(
+    older_table: SqlStampStore,
+) -> None:
+    image = new_image()
+    with pytest.raises(TransientError, match="ALTER TABLE") as refused:
+        older_table.count(image)
+    (statement,) = re.findall(r"ALTER TABLE [^;]+", str(refused.value))
+    assert "saturated BOOLEAN" in statement and "NOT NULL" in statement
+    with engine_for(older_table.url).begin() as connection:
+        connection.exec_driver_sql(statement)
+    row = stamp_row(image, 0, np.zeros((10, 10), np.float32)) | {"saturated": True}
+    assert older_table.replace(image, [row]) == 1 and older_table.rows(image)[0]["saturated"] is True

@@ -73,6 +73,8 @@ def define_tables(schema: str | None = None) -> sa.MetaData:
         *(sa.Column(name, sa.Float) for name in OPTIONAL_FLOATS),
         sa.Column("flags", sa.Integer, nullable=False),
         sa.Column("duplicate", sa.Boolean, nullable=False),
+        # a saturated pixel in the star's footprint: its centroid and flux are not to be trusted
+        sa.Column("saturated", sa.Boolean, nullable=False, server_default=sa.false()),
         sa.Column("stamp_x0", sa.Integer, nullable=False),
         sa.Column("stamp_y0", sa.Integer, nullable=False),
         sa.Column("stamp_width", sa.Integer, nullable=False),
@@ -106,7 +108,30 @@ def ready_tables(url: str, schema: str | None) -> sa.MetaData:
                 metadata.create_all(connection, checkfirst=True)
         except sa.exc.IntegrityError:  # another worker created them between check and create
             metadata.create_all(engine, checkfirst=True)
+    with unavailable_is_transient("database"), engine.connect() as connection:
+        missing = missing_columns(connection, metadata)
+    if missing:
+        raise TransientError(
+            "the database's tables predate columns this version writes; add them (README, "
+            f"'Upgrading the stamps table'), then replay the dead letters: {'; '.join(missing)}"
+        )
     return metadata
+
+
+def missing_columns(connection: sa.Connection, metadata: sa.MetaData) -> list[str]:
+    """``ALTER TABLE ... ADD COLUMN ...`` for each defined column an existing table lacks.
+
+    ``CREATE TABLE IF NOT EXISTS`` leaves a table made by an older version as it was; its
+    inserts would then fail as if the database were down."""
+    inspector = sa.inspect(connection)
+    statements = []
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name, schema=table.schema)}
+        for column in table.columns:
+            if column.name not in present:
+                definition = sa.schema.CreateColumn(column).compile(dialect=connection.dialect)
+                statements.append(f"ALTER TABLE {table.fullname} ADD COLUMN {definition}")
+    return statements
 
 
 def ready_table(url: str, schema: str | None, name: str) -> sa.Table:

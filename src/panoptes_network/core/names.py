@@ -146,7 +146,7 @@ def parse_raw_name(name: str) -> RawName:
 
 def _header_text(header: Mapping[str, Any], key: str) -> str | None:
     value = header.get(key)
-    if value is None:
+    if value is None or isinstance(value, bool):
         return None
     text = str(value).strip()
     return text or None
@@ -160,37 +160,94 @@ def _id_time(value: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def raw_name_from_header(header: Mapping[str, Any], extension: str) -> RawName:
-    """Derive the canonical name of a FITS file from its POCS header.
+ID_RE = re.compile(r"(PAN\d{3})_([0-9A-Za-z]{6})_(\d{8}T\d{6}|(?i:pointing)\d+)")
 
-    Unit from PANID or OBSERVER, camera from INSTRUME, sequence time from SEQID. The image
-    time comes from IMAGEID when it differs from SEQID (early POCS wrote the sequence id into
-    both), else from the stem of FILENAME (the raw's name), else from DATE-OBS.
+
+@dataclasses.dataclass(frozen=True)
+class NameHints:
+    """What the person running ``process`` says about files whose headers carry no ids
+    (``--unit``, ``--camera``; the sequence time is the run's earliest frame). The header's
+    own ids win where it has them."""
+
+    unit_id: str | None = None
+    camera_id: str | None = None
+    sequence_time: str | None = None
+
+
+NO_HINTS = NameHints()
+
+
+@dataclasses.dataclass(frozen=True)
+class HeaderIds:
+    """The parts of a canonical name a header carries (None where it says nothing usable)."""
+
+    unit_id: str | None
+    camera_id: str | None
+    sequence_time: str | None
+    image_name: str | None  # an image time, or ``pointingNN``
+
+
+def _matching(value: str | None, pattern: re.Pattern[str]) -> str | None:
+    return value if value is not None and pattern.fullmatch(value) else None
+
+
+def _image_name(stem: str) -> str | None:
+    if TIME_RE.fullmatch(stem):
+        return stem
+    return stem.lower() if POINTING_RE.fullmatch(stem) else None
+
+
+def header_ids(header: Mapping[str, Any]) -> HeaderIds:
+    """Unit, camera, sequence time and image name from a POCS header.
+
+    POCS writes the ids as ``{unit}_{camera}_{time}`` into SEQID and IMAGEID, and since 2020 the
+    unit's *name* ("Testing PANOPTES Unit") into OBSERVER, so unit and camera come from the ids
+    first, then from PANID/OBSERVER and INSTRUME when those look like ids. The image comes from
+    IMAGEID when it differs from SEQID (early POCS wrote the sequence id into both), else from
+    the stem of FILENAME (the raw's name), else from DATE-OBS.
     """
-    unit = _header_text(header, "PANID") or _header_text(header, "OBSERVER")
-    camera = _header_text(header, "INSTRUME")
-    seq_id = _header_text(header, "SEQID")
-    image_id = _header_text(header, "IMAGEID")
-    sequence_time = _id_time(seq_id)
-    image_time = _id_time(image_id) if image_id != seq_id else None
-    if image_time is None:
-        filename_stem = split_extension(_header_text(header, "FILENAME") or "")[0]
-        image_time = filename_stem if TIME_RE.fullmatch(filename_stem) else None
-    if image_time is None and (date_obs := _header_text(header, "DATE-OBS")):
+    seq_text, image_text = _header_text(header, "SEQID"), _header_text(header, "IMAGEID")
+    seq_id = ID_RE.fullmatch(seq_text or "")
+    image_id = ID_RE.fullmatch(image_text or "") if image_text != seq_text else None
+    ids = [m for m in (seq_id, image_id) if m is not None]
+    unit = next((m.group(1) for m in ids), None) or next(
+        (u for key in ("PANID", "OBSERVER") if (u := _matching(_header_text(header, key), UNIT_RE))), None
+    )
+    camera = next((m.group(2) for m in ids), None) or _matching(_header_text(header, "INSTRUME"), CAMERA_RE)
+    image_name = None
+    if image_text != seq_text:
+        image_name = _image_name(image_id.group(3) if image_id else _id_time(image_text) or "")
+    if image_name is None:
+        image_name = _image_name(split_extension(_header_text(header, "FILENAME") or "")[0])
+    if image_name is None and (date_obs := _header_text(header, "DATE-OBS")):
         try:
-            image_time = dt.datetime.fromisoformat(date_obs).strftime(TIME_FORMAT)
+            image_name = dt.datetime.fromisoformat(date_obs).strftime(TIME_FORMAT)
         except ValueError:
-            image_time = None
+            image_name = None
+    sequence_time = seq_id.group(3) if seq_id and TIME_RE.fullmatch(seq_id.group(3)) else _id_time(seq_text)
+    return HeaderIds(unit, camera, sequence_time, image_name)
+
+
+def raw_name_from_header(header: Mapping[str, Any], extension: str, hints: NameHints = NO_HINTS) -> RawName:
+    """Derive the canonical name of a FITS file from its POCS header (``header_ids``), the
+    ``hints`` filling what the header lacks; a file without a sequence id but with ``hints``
+    is its own sequence unless the hints name one."""
+    ids = header_ids(header)
+    unit = ids.unit_id or hints.unit_id
+    camera = ids.camera_id or hints.camera_id
+    sequence_time = ids.sequence_time or hints.sequence_time
+    if sequence_time is None and (hints.unit_id or hints.camera_id) and ids.image_name:
+        sequence_time = _matching(ids.image_name, TIME_RE)
     missing = [
-        key
-        for key, value in (
-            ("PANID/OBSERVER", unit),
-            ("INSTRUME", camera),
-            ("SEQID", sequence_time),
-            ("IMAGEID/FILENAME/DATE-OBS", image_time),
+        what
+        for what, value in (
+            ("a unit id (SEQID/IMAGEID, PANID or OBSERVER as PAN + 3 digits)", unit),
+            ("a camera id (SEQID/IMAGEID or INSTRUME as 6 letters or digits)", camera),
+            ("a sequence time (SEQID)", sequence_time),
+            ("an image time (IMAGEID/FILENAME/DATE-OBS)", ids.image_name),
         )
         if value is None
     ]
     if missing:
-        raise BadInput(f"header lacks {', '.join(missing)}: cannot derive {EXPECTED_FORM}")
-    return parse_raw_name(f"{unit}/{camera}/{sequence_time}/{image_time}.{extension}")
+        raise BadInput(f"header lacks {'; '.join(missing)}: cannot derive {EXPECTED_FORM}")
+    return parse_raw_name(f"{unit}/{camera}/{sequence_time}/{ids.image_name}.{extension}")

@@ -146,6 +146,12 @@ def merge_object(metadata: MetadataStore, doc_id: str, fields: Mapping[str, Any]
     metadata.merge(OBJECTS, doc_id, fields)
 
 
+def frame_count_field(frame_type: str) -> str:
+    """The counter of an observation and a unit that counts frames of one ``FrameType``
+    (``num_science_images``, ``num_pointing_images``, ...; ``num_images`` counts them all)."""
+    return f"num_{frame_type}_images"
+
+
 def replace_step_record(
     metadata: MetadataStore,
     image_id: str,

@@ -56,5 +56,15 @@ class StepState(str, enum.Enum):
 class ObjectStatus(str, enum.Enum):
     """``objects/{bucket/name#generation}.status``: inputs that never became an image."""
 
-    IGNORED = "ignored"  # not for this pipeline (unknown file type, pointing image, other bucket)
+    IGNORED = "ignored"  # not for this pipeline (unknown file type, other bucket)
     REJECTED = "rejected"  # could not be processed (e.g. an unparseable name)
+
+
+class FrameType(str, enum.Enum):
+    """``images/{image_id}.frame_type``: what the frame is for (``science.header_metadata.frame_type``).
+    Only science frames go into an observation's products."""
+
+    SCIENCE = "science"
+    POINTING = "pointing"  # taken to correct the mount before a sequence (``pointingNN``, ``POINTING = T``)
+    DARK = "dark"  # shutter closed (``IMAGETYP`` dark or bias, ``DARK = T``)
+    FLAT = "flat"  # ``IMAGETYP`` flat

@@ -24,10 +24,11 @@ from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.logs import configure_logging, log
 from panoptes_network.core.messages import ObjectRef, PushMessage
+from panoptes_network.core.names import NO_HINTS, NameHints
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.step_shell import Handled, run_step
-from panoptes_network.drivers.ingest import canonical_name, ingest
+from panoptes_network.drivers.ingest import canonical_name, ingest, run_hints
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +57,9 @@ class FileReport:
 class EmbeddedRunner:
     """Runs the topology's services on local files, one file's whole chain at a time."""
 
-    def __init__(self, data_dir: Path, settings: Settings | None = None) -> None:
+    def __init__(self, data_dir: Path, settings: Settings | None = None, hints: NameHints = NO_HINTS) -> None:
         self.data_dir = Path(data_dir)
+        self.hints = hints  # ids for files whose headers carry none
         self.settings = settings or Settings(data_dir=self.data_dir)
         self.context, self.queue = local_context(self.settings, self.data_dir)
 
@@ -68,8 +70,8 @@ class EmbeddedRunner:
     def process_file(self, path: Path) -> FileReport:
         report = FileReport(str(path))
         try:
-            report.image_id = canonical_name(path).image_id
-            report.ref, created = ingest(self.context.storage, self.settings.bucket("raw"), path)
+            report.image_id = canonical_name(path, self.hints).image_id
+            report.ref, created = ingest(self.context.storage, self.settings.bucket("raw"), path, self.hints)
         except BadInput as exc:
             report.error = exc.message
             log(logger, "ERROR", f"not ingested: {exc.message}", input=str(path), outcome="rejected")
@@ -104,10 +106,10 @@ class EmbeddedRunner:
 _worker: EmbeddedRunner | None = None
 
 
-def _start_worker(data_dir: Path, settings: Settings, log_path: Path) -> None:
+def _start_worker(data_dir: Path, settings: Settings, log_path: Path, hints: NameHints) -> None:
     global _worker
     configure_logging(open(log_path, "a", buffering=1))  # noqa: SIM115 (open for the life of the process)
-    _worker = EmbeddedRunner(data_dir, settings)
+    _worker = EmbeddedRunner(data_dir, settings, hints)
 
 
 def _work(path: Path) -> FileReport:
@@ -127,18 +129,25 @@ def expand_inputs(paths: Iterable[Path]) -> list[Path]:
 
 
 def process(
-    paths: Iterable[Path], data_dir: Path, settings: Settings, jobs: int, log_path: Path
+    paths: Iterable[Path],
+    data_dir: Path,
+    settings: Settings,
+    jobs: int,
+    log_path: Path,
+    hints: NameHints = NO_HINTS,
 ) -> Iterator[FileReport]:
-    """Process files, ``jobs`` at a time; yield each report as its file finishes."""
+    """Process files, ``jobs`` at a time; yield each report as its file finishes. ``hints``
+    name the files whose headers carry no ids (``ingest.run_hints``)."""
     files = expand_inputs(paths)
+    hints = run_hints(files, hints)
     if jobs <= 1 or len(files) <= 1:
-        runner = EmbeddedRunner(data_dir, settings)
+        runner = EmbeddedRunner(data_dir, settings, hints)
         for path in files:
             yield runner.process_file(path)
         return
     spawn = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=spawn, initializer=_start_worker, initargs=(data_dir, settings, log_path)
+        max_workers=jobs, mp_context=spawn, initializer=_start_worker, initargs=(data_dir, settings, log_path, hints)
     ) as pool:
         futures = [pool.submit(_work, path) for path in files]
         for future in concurrent.futures.as_completed(futures):

@@ -39,13 +39,13 @@ def _last_step(image: dict[str, Any]) -> str:
 
 
 def kind_of(object_name: str) -> tuple[FileKind, str | None]:
-    """What gaps takes a raw object for, and its image id: a name the pipeline cannot parse and
-    a pointing image are other objects (image-received only records them)."""
+    """What gaps takes a raw object for, and its image id: a name the pipeline cannot parse is
+    another object (image-received only records it)."""
     try:
         name = parse_raw_name(object_name)
     except BadInput:
         return FileKind.OTHER, None
-    return (FileKind.OTHER if name.is_pointing else name.kind), name.image_id
+    return name.kind, name.image_id
 
 
 def gap_of(kind: FileKind, identity: str, image: dict[str, Any] | None, seen: bool) -> str | None:

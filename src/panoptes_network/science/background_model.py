@@ -6,7 +6,8 @@ CONTRACT (plate-solve relies on it; change it only together with the plate-solve
    background as float32 in raw ADU, black level INCLUDED (the same zero point as the raw
    pixels), shaped like the raw frame, so ``raw.astype(np.float32) - load_model(data)`` is the
    background-subtracted frame. ``load_rms(data)``: the full-resolution per-pixel sky RMS in
-   ADU (float32, same shape).
+   ADU (float32, same shape). ``load_white_level(data)``: the raw ADU at and above which pixels
+   were masked as saturated; the plate-solver flags stars with such pixels by the same level.
 2. subtract-background publishes to ``plate-solve``: ``StepMessage(ref=<the raw .fits.fz it
    received>, image_id, sequence_id, extra={"background": {"bucket", "name", "generation"}})``.
 
@@ -458,6 +459,15 @@ def _assemble(data: bytes, kind: str, with_black: bool) -> np.ndarray:
 def load_model(data: bytes) -> np.ndarray:
     """The full-resolution background in raw ADU, black level included (contract 1)."""
     return _assemble(data, "BKG", with_black=True)
+
+
+def load_white_level(data: bytes) -> float:
+    """The raw ADU (black included) at and above which the model treated pixels as saturated."""
+    header = open_fits(data, "background file")[0].header
+    try:
+        return float(header["WHITELVL"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInput("background file has no valid WHITELVL (saturation level)", exc) from exc
 
 
 def load_rms(data: bytes) -> np.ndarray:

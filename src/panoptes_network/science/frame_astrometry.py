@@ -71,9 +71,12 @@ def analyse_frame(
     header: Mapping[str, Any],
     cone: ConeSearch,
     settings: AnalysisSettings = AnalysisSettings(),
+    saturated: np.ndarray | None = None,
 ) -> FrameAnalysis:
-    """Detect, solve, then (when solved) match to the stars ``cone`` finds and cut stamps of the matches."""
-    sources = detect_sources(frame, rms, settings.detection)
+    """Detect, solve, then (when solved) match to the stars ``cone`` finds and cut stamps of the matches.
+
+    ``saturated``: the raw frame's saturated pixels; those stars stay out of the solve and are flagged."""
+    sources = detect_sources(frame, rms, settings.detection, saturated)
     solution = solve(sources, frame.shape, mount_hint(header), settings.solve)
     if solution.wcs is None:
         return FrameAnalysis(sources, solution)
@@ -119,6 +122,7 @@ def stamp_rows(analysis: FrameAnalysis, image_id: str, sequence_id: str) -> list
                 "fwhm": _number(sources.fwhm[s]),
                 "ellipticity": _number(sources.ellipticity[s]),
                 "flags": int(sources.flags[s]),
+                "saturated": bool(sources.saturated[s]),
                 "separation_arcsec": float(matches.separation_arcsec[k]),
                 "duplicate": bool(matches.duplicate[k]),
                 "stamp_x0": int(stamp_x0[k]),
@@ -143,9 +147,11 @@ def source_summary(analysis: FrameAnalysis) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "detected": len(sources),
         "clean": int(clean.sum()),
+        "saturated": int(sources.saturated.sum()),
+        "windowed": int(sources.windowed.sum()),
         "used_for_solve": analysis.solution.sources_used,
-        "median_fwhm_px": _median(sources.fwhm[clean]),
-        "median_ellipticity": _median(sources.ellipticity[clean]),
+        "median_fwhm_px": _median(sources.fwhm[clean & ~sources.saturated]),
+        "median_ellipticity": _median(sources.ellipticity[clean & ~sources.saturated]),
     }
     if matches is not None and analysis.stars is not None:
         summary |= {
@@ -153,6 +159,7 @@ def source_summary(analysis: FrameAnalysis) -> dict[str, Any]:
             "catalog_stars": len(analysis.stars),
             "matched": len(matches),
             "duplicates": int(matches.duplicate.sum()),
+            "matched_saturated": int(sources.saturated[matches.source_index].sum()),
             "median_separation_arcsec": _median(matches.separation_arcsec),
         }
     return summary

@@ -20,7 +20,8 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
 from panoptes_network.core.geo_point import GeoPoint
-from panoptes_network.core.names import RawName
+from panoptes_network.core.names import POINTING_RE, UNIT_RE, RawName
+from panoptes_network.core.status import FrameType
 
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
@@ -102,12 +103,36 @@ def camera_fields(header: fits.Header) -> dict[str, Any]:
     )
 
 
+def flag(header: fits.Header, key: str) -> bool:
+    """A logical keyword: ``T`` (or a string such as 'True', 'yes', '1' from other writers)."""
+    value = header.get(key)
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("t", "true", "yes", "y", "1") if value is not None else False
+
+
+def frame_type(header: fits.Header, name: RawName) -> FrameType:
+    """What the frame is for: darks (``IMAGETYP`` dark or bias, ``DARK = T``) and flats
+    (``IMAGETYP`` flat) first, as their pixels hold no sky; then pointing images (``pointingNN``
+    in the object name, IMAGEID or FILENAME, or ``POINTING = T``); everything else is science."""
+    image_type = (text(header, "IMAGETYP") or "").lower()
+    if "dark" in image_type or "bias" in image_type or flag(header, "DARK"):
+        return FrameType.DARK
+    if "flat" in image_type:
+        return FrameType.FLAT
+    names = (text(header, "IMAGEID") or "", text(header, "FILENAME") or "")
+    if name.is_pointing or flag(header, "POINTING") or any(POINTING_RE.search(n) for n in names):
+        return FrameType.POINTING
+    return FrameType.SCIENCE
+
+
 def image_fields(header: fits.Header, name: RawName) -> dict[str, Any]:
     """Fields of ``images/{image_id}`` (the step adds bucket path, generation and status)."""
     centre = wcs_centre(header)
     fields: dict[str, Any] = {
         "image_id": name.image_id,
         "sequence_id": name.sequence_id,
+        "frame_type": frame_type(header, name).value,
         "unit_id": name.unit_id,
         "camera_id": name.camera_id,
         "time": name.image_time or time(header, "DATE-OBS"),
@@ -154,11 +179,14 @@ def unit_fields(header: fits.Header, name: RawName) -> dict[str, Any]:
 
 
 def header_id_mismatches(header: fits.Header, name: RawName) -> list[str]:
-    """Where the header's ids disagree with the object's path (the path wins; this is a warning)."""
+    """Where the header's ids disagree with the object's path (the path wins; this is a warning).
+    OBSERVER counts only when it holds an id: POCS since 2020 writes the unit's name there."""
     found = []
     for key, expected in (("OBSERVER", name.unit_id), ("PANID", name.unit_id), ("INSTRUME", name.camera_id),
                           ("SEQID", name.sequence_id)):  # fmt: skip
         value = text(header, key)
+        if key == "OBSERVER" and value is not None and not UNIT_RE.fullmatch(value):
+            continue
         if value is not None and value != expected:
             found.append(f"{key}={value!r} but the path says {expected!r}")
     return found

@@ -109,12 +109,16 @@ class Solution:
 
 
 def spread_selection(sources: Sources, shape: tuple[int, int], settings: SolveSettings) -> np.ndarray:
-    """Indices of clean sources, the brightest ``per_cell`` of each grid cell, interleaved by rank.
+    """Indices of clean unsaturated sources, the brightest ``per_cell`` of each cell, interleaved by rank.
 
-    Interleaving (every cell's brightest first, then every cell's second...) keeps the list
-    spread over the frame at any length the solver chooses to read.
+    Saturated stars are left out: their clipped cores put the centroid wherever the PSF's wing
+    is heaviest (on the real crop, a median 1 px in y), and being the brightest of each cell
+    they would be all the solver uses, fitting that bias into the WCS. Interleaving (every
+    cell's brightest first, then every cell's second...) keeps the list spread over the frame
+    at any length the solver chooses to read.
     """
-    usable = np.flatnonzero(away_from_edges(sources, shape, settings.edge_margin) & ((sources.flags & ~1) == 0))
+    clean = ((sources.flags & ~1) == 0) & ~sources.saturated
+    usable = np.flatnonzero(away_from_edges(sources, shape, settings.edge_margin) & clean)
     rows, cols = settings.grid
     cell = np.minimum((sources.y[usable] / shape[0] * rows).astype(int), rows - 1) * cols + np.minimum(
         (sources.x[usable] / shape[1] * cols).astype(int), cols - 1

@@ -38,6 +38,7 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     "flags": pa.int32(),
     "separation_arcsec": pa.float64(),
     "duplicate": pa.bool_(),
+    "saturated": pa.bool_(),
     "stamp_x0": pa.int32(),
     "stamp_y0": pa.int32(),
     "stamp_width": pa.int32(),

@@ -35,7 +35,7 @@ from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.step import Step, StepResult, Target, Work
 from panoptes_network.science import fits_codec
-from panoptes_network.science.background_model import load_model, load_rms
+from panoptes_network.science.background_model import load_model, load_rms, load_white_level
 from panoptes_network.science.frame_astrometry import (
     AnalysisSettings,
     FrameAnalysis,
@@ -89,17 +89,29 @@ def outputs(context: Context, message: StepMessage) -> dict[str, Target]:
     }
 
 
-def load_frame(work: Work) -> tuple[np.ndarray, np.ndarray, fits.Header, float]:
-    """The background-subtracted frame, the sky RMS, the raw header and the median sky level."""
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """The background-subtracted frame and what goes with it."""
+
+    pixels: np.ndarray  # float32, raw minus the background model
+    rms: np.ndarray  # per-pixel sky RMS
+    header: fits.Header  # the raw header
+    sky_level: float  # median of the background model
+    saturated: np.ndarray  # bool: raw pixels at or above the background file's white level
+
+
+def load_frame(work: Work) -> Frame:
+    """The background-subtracted frame, the sky RMS, the raw header, the sky level and the saturated pixels."""
     hdu = fits_codec.image_hdu(fits_codec.open_fits(work.read("raw"), "raw image"), "raw image")
     background_bytes = work.read("background")
     model = load_model(background_bytes)
     if model.shape != hdu.data.shape:
         raise BadInput(f"background {model.shape} and raw image {hdu.data.shape} differ in shape")
     sky_level = float(np.median(model[::4, ::4]))  # a sample: the model is smooth, and a full median copies it
+    saturated = hdu.data >= load_white_level(background_bytes)
     frame = hdu.data.astype(np.float32)
     frame -= model
-    return frame, load_rms(background_bytes), hdu.header, sky_level
+    return Frame(frame, load_rms(background_bytes), hdu.header, sky_level, saturated)
 
 
 def processed_header(raw: fits.Header, analysis: FrameAnalysis, solved: Solved, background: ObjectRef) -> fits.Header:
@@ -162,13 +174,15 @@ def process(work: Work, settings: PlateSolveSettings) -> StepResult:
     """The whole step with explicit settings (``do`` uses the deployment's)."""
     context = work.context
     background = work.inputs["background"]
-    frame, rms, header, sky_level = load_frame(work)
-    sky = {"background_adu": round(sky_level, 2), "rms_adu": round(float(np.median(rms)), 3)}
-    analysis = analyse_frame(frame, rms, header, context.catalog.cone, settings.analysis)
+    frame = load_frame(work)
+    sky = {"background_adu": round(frame.sky_level, 2), "rms_adu": round(float(np.median(frame.rms)), 3)}
+    analysis = analyse_frame(
+        frame.pixels, frame.rms, frame.header, context.catalog.cone, settings.analysis, frame.saturated
+    )
     solved = analysis.solved()
     if solved is None:
         return unsolved(analysis, sky, background)
-    stamps = store_outputs(work, settings, analysis, solved, frame, header, background)
+    stamps = store_outputs(work, settings, analysis, solved, frame.pixels, frame.header, background)
     geometry = solved.geometry
     summary = source_summary(analysis)
     return StepResult(

@@ -2,8 +2,8 @@
 background subtraction.
 
 Only the header blocks are read (ranged reads), never the pixels. The unit is created once,
-the observation and image are merged (idempotent), and the counters (images and exposure time
-per observation and unit) are added in one atomic write together with a per-image marker, so
+the observation and image are merged (idempotent; the image with its ``frame_type``), and the
+counters (images, images of each frame type, and exposure time per observation and unit) are added in one atomic write together with a per-image marker, so
 that a redelivered or concurrent message counts nothing twice. The next step is told only
 after all of that is written.
 """
@@ -48,16 +48,17 @@ def do(work: Work) -> StepResult:
         {**image, "bucket_path": f"{ref.bucket}/{ref.name}", "generation": ref.generation},
     )
     exptime = image["exptime"] or 0.0
-    counts = {"num_images": 1, "total_exptime": exptime}
+    frame_type = image["frame_type"]
+    counts = {"num_images": 1, "total_exptime": exptime, records.frame_count_field(frame_type): 1}
     counted = context.metadata.create_with_increments(
         records.COUNTED_IMAGES,
         name.image_id,
-        {"sequence_id": name.sequence_id, "unit_id": name.unit_id, "exptime": exptime},
+        {"sequence_id": name.sequence_id, "unit_id": name.unit_id, "exptime": exptime, "frame_type": frame_type},
         {(records.OBSERVATIONS, name.sequence_id): counts, (records.UNITS, name.unit_id): counts},
     )
     work.publish(NEXT_TOPIC, message.then(ref, {"file_kind": name.kind.value}))
     return StepResult(
-        reason=f"{len(header)} cards recorded from {bytes_read} bytes",
+        reason=f"{frame_type} frame: {len(header)} cards recorded from {bytes_read} bytes",
         record={"header_bytes_read": bytes_read, "cards": len(header), "counted": counted, "warnings": warnings},
         status=ImageStatus.RECORDED,
     )

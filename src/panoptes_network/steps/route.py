@@ -25,9 +25,8 @@ ROUTES: dict[FileKind, str] = {
 
 
 def route_for(name: RawName) -> str:
-    """The topic for a parsed raw name, or ``Ignored`` saying why it has none."""
-    if name.is_pointing:
-        raise Ignored(f"{name.image_name} is a pointing image, not a science frame")
+    """The topic for a parsed raw name, or ``Ignored`` saying why it has none. Pointing images
+    go the same way as science frames: record-image records them as ``frame_type`` pointing."""
     try:
         return ROUTES[name.kind]
     except KeyError:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from tqdm import tqdm
 
 from panoptes_network.adapters.backends import local_context
 from panoptes_network.core.logs import configure_logging
+from panoptes_network.core.names import CAMERA_RE, UNIT_RE, NameHints
 from panoptes_network.drivers.cli.shared import (
     Commands,
     CommonOptions,
@@ -41,7 +44,29 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         help="images processed in parallel (default: %(default)s)",
     )
     run.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no summary table")
+    run.add_argument(
+        "--unit",
+        type=id_matching(UNIT_RE, "PAN + 3 digits"),
+        help="unit id (PAN001) for files whose headers carry none (the header's ids win)",
+    )
+    run.add_argument(
+        "--camera",
+        type=id_matching(CAMERA_RE, "6 letters or digits"),
+        help="camera id (14d3bd) for files whose headers carry none; such files form one sequence "
+        "that starts at their earliest image time",
+    )
     run.set_defaults(func=cmd_process)
+
+
+def id_matching(pattern: re.Pattern[str], form: str) -> Callable[[str], str]:
+    """An argparse type that accepts an id of the given form."""
+
+    def parse(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise argparse.ArgumentTypeError(f"{value!r} is not {form}")
+        return value
+
+    return parse
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -57,7 +82,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     context, _ = local_context(settings, data_dir)
     records: list[dict[str, Any]] = []
     failed = 0
-    reports = process(args.paths, data_dir, settings, args.jobs, log_path)
+    hints = NameHints(unit_id=args.unit, camera_id=args.camera)
+    reports = process(args.paths, data_dir, settings, args.jobs, log_path, hints)
     with tqdm(reports, desc="process", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
         for report in bar:
             record = record_of(context, report)
