@@ -6,8 +6,9 @@ committed file differs from what this module generates.
 
 Every image installs the project exactly as the README and ``.ci/run`` do: ``bin/install``
 with the pinned ``constraints.txt`` (which also installs, through its ``need_apt`` lines, the
-Debian packages the steps need at run time). The install layers come before anything
-service-specific, so one build of all services installs once and reuses the layers.
+Debian packages the steps need at run time). The common install layer comes before anything
+service-specific, so one build of all services installs it once and reuses it; each image then
+adds only its own service's extra (pyproject.toml) and Debian packages.
 """
 
 from __future__ import annotations
@@ -64,16 +65,21 @@ def dockerfile(deployment: ServiceDeployment) -> str:
 # Build from the repository root: docker build -f {name}/Dockerfile .
 FROM {BASE_IMAGE}
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 PORT=8080
+RUN useradd --uid {USER_ID} --create-home --shell /usr/sbin/nologin panoptes
 WORKDIR {APP_DIR}
-# The README's install script, pinned by constraints.txt; `service {name}` adds only the Debian
-# packages this service runs (its `apt` list in resources/topology.toml).
-COPY pyproject.toml constraints.txt README.md ./
+# The README's install script, pinned by constraints.txt. The layers up to `deps` are the same
+# in every image (built once, then cached); then `deps {name}` adds this service's Debian packages
+# (its `apt` list in resources/topology.toml) and its extra in pyproject.toml, nothing else.
+COPY pyproject.toml constraints.txt ./
 COPY bin/install bin/install
+RUN bin/install deps
+COPY resources/topology.toml resources/topology.toml
+RUN bin/install deps {name} && rm -rf /var/lib/apt/lists/*
+COPY README.md ./
 COPY resources resources
 COPY src src
 RUN bin/install service {name} && rm -rf /var/lib/apt/lists/*
 COPY {name}/main.py {name}/main.py
-RUN useradd --uid {USER_ID} --create-home --shell /usr/sbin/nologin panoptes
 USER {USER_ID}
 WORKDIR {APP_DIR}/{name}
 CMD exec {command}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from panoptes_network.core.settings import Settings, patched_env
 from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic, load_topology
-from panoptes_network.local import emulators
+from panoptes_network.local import containers, emulators
 
 GUNICORN_THREADS = 4
 RETRY_MIN_BACKOFF_SECONDS = 2
@@ -41,6 +41,7 @@ class LocalStack:
     services: dict[str, emulators.Server]
     settings: Settings
     timer: ScheduleTimer | None = None
+    engine: containers.Engine | None = None  # the services run from their images (--containers)
 
     @property
     def client_env(self) -> dict[str, str]:
@@ -61,6 +62,8 @@ class LocalStack:
             self.timer.stop()
         for server in self.servers():
             server.stop()
+        if self.engine is not None:  # a container whose engine client did not stop in time
+            containers.remove_stack_containers(self.engine, self.project)
 
     def describe(self) -> str:
         lines = [f"PANOPTES local stack, project {self.project}"]
@@ -182,12 +185,15 @@ def start_stack(
     settings: Settings | None = None,
     database_url: str | None = None,
     storage_root: Path | None = None,
+    engine: containers.Engine | None = None,
 ) -> LocalStack:
     """Start everything; on any failure, stop what was started and raise.
 
     ``database_url`` is the services' ``DATABASE_URL`` (the plate-solver's stamps in PostgreSQL
     instead of SQLite). With ``storage_root`` fake-gcs-server keeps objects in files there, so
-    that ``stack.gcs.restart()`` (a storage outage ending) loses nothing.
+    that ``stack.gcs.restart()`` (a storage outage ending) loses nothing. With ``engine`` each
+    service runs from its image (bin/containers builds them) on the host network, with ``PORT``
+    and the environment bin/deploy gives it, push auth off as everywhere in the stack.
     """
     topology = load_topology()
     settings = settings or Settings(project=project)
@@ -230,7 +236,13 @@ def start_stack(
         }
         services: dict[str, emulators.Server] = {}
         for service in topology.services:
-            services[service.name] = start_service(service.name, log_dir, env, service.ack_deadline_seconds)
+            if engine is None:
+                services[service.name] = start_service(service.name, log_dir, env, service.ack_deadline_seconds)
+            else:  # the container's own /tmp: its user cannot write the host's log directory
+                container_env = {**env, "PANOPTES_DATA_DIR": containers.CONTAINER_DATA_DIR}
+                services[service.name] = containers.start_service_container(
+                    engine, service.name, log_dir, container_env
+                )
             started.append(services[service.name])
         create_push_subscriptions(pubsub.host, project, topology, {n: s.url for n, s in services.items()})
         scheduled = tuple(schedule.topic for schedule in topology.schedules)
@@ -238,17 +250,21 @@ def start_stack(
     except BaseException:
         for server in reversed(started):
             server.stop()
+        if engine is not None:
+            containers.remove_stack_containers(engine, project)
         raise
-    return LocalStack(project, pubsub, firestore, gcs, services, settings, timer)
+    return LocalStack(project, pubsub, firestore, gcs, services, settings, timer, engine)
 
 
-def run_stack_forever(project: str, log_dir: Path) -> int:
+def run_stack_forever(project: str, log_dir: Path, on_containers: bool = False) -> int:
     """``panoptes-network stack``: start, say where everything is, stop everything on Ctrl-C/SIGTERM."""
     started = time.monotonic()
     print("Starting the local stack ...", file=sys.stderr)
     try:
-        stack = start_stack(project, log_dir.resolve(), dataclasses.replace(Settings.from_env(), project=project))
-    except emulators.ServerError as exc:
+        engine = containers.stack_engine(load_topology(), log_dir.resolve()) if on_containers else None
+        settings = dataclasses.replace(Settings.from_env(), project=project)
+        stack = start_stack(project, log_dir.resolve(), settings, engine=engine)
+    except (emulators.ServerError, containers.ContainerError) as exc:
         print(f"panoptes-network stack: {exc}", file=sys.stderr)
         return 1
     print(stack.describe())
