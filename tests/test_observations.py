@@ -411,24 +411,49 @@ def test_reprocess_an_observation_replaces_its_products_once(tmp_path: Path, cap
 
 
 def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, capsys) -> None:
-    """Small real-sky frames (they solve against the installed Tycho-2 index), a pointing image
-    and a dark: ``process`` solves the frames, then processes the observation once."""
+    """Small real-sky frames (they solve against the installed Tycho-2 index), one of them blurred
+    to twice the FWHM, a pointing image and a dark: ``process`` solves the frames, then processes
+    the observation once; the blurred frame is excluded with its reason, every product reads back."""
+    import av
+    import pyarrow.parquet as pq
+    from PIL import Image
+
     from panoptes_network.drivers.cli import main
     from panoptes_network.synthetic import observation as synthetic
 
-    spec = synthetic.ObservationSpec(frames=10, stars=None, pointing_images=1, darks=1)
-    sequence_id = synthetic.write_observation(spec, tmp_path / "frames").sequence_id
+    blurred = 7
+    spec = synthetic.ObservationSpec(frames=20, stars=None, pointing_images=1, darks=1)
+    spec = dataclasses.replace(spec, fwhm_by_frame={blurred: 2 * spec.field.fwhm})
+    truth = synthetic.write_observation(spec, tmp_path / "frames")
+    sequence_id = truth.sequence_id
     data = tmp_path / "data"
     assert main(["process", str(tmp_path / "frames"), "--data-dir", str(data), "-j", "2", "-q"]) == 0
     runner = EmbeddedRunner(data)
     observation = records.observation(runner.metadata, sequence_id) or {}
     assert observation["status"] == "processed", observation.get("reason")
-    assert observation["frames"]["by_type"] == {"science": 10, "pointing": 1, "dark": 1}
-    assert observation["processing"]["frames_used"] == spec.frames, "the pointing image and the dark kept out"
+    assert observation["frames"]["by_type"] == {"science": 20, "pointing": 1, "dark": 1}
+    assert observation["processing"]["frames_used"] == spec.frames - 1, "the pointing image, the dark, the blur out"
+    excluded = {
+        image_id: image["observation_excluded"]
+        for image_id, image in records.sequence_images(runner.metadata, sequence_id)
+        if image.get("observation_excluded")
+    }
+    [(excluded_id, why)] = excluded.items()
+    assert excluded_id.endswith(f"{truth.science[blurred].time:%Y%m%dT%H%M%S}") and "fwhm" in why.lower(), why
     assert observation["pending"] is False and observation["field"]["name"] == spec.field_name
-    for location in observation["products"].values():
-        assert (data / "buckets" / location).stat().st_size > 0
-    with fits.open(data / "buckets" / observation["products"]["stack"]) as hdus:
-        assert np.isfinite(hdus[1].data).all()
+    files = {key: data / "buckets" / location for key, location in observation["products"].items()}
+    assert set(files) == set(PRODUCT_FILES)
+    assert pq.read_table(files["quality_table"]).num_rows == spec.frames
+    for key in ("quality_plot", "stack_png", "difference_png"):
+        assert Image.open(files[key]).format == "PNG"
+    with av.open(str(files["timelapse"])) as video:
+        assert video.streams.video[0].codec_context.name == "h264"
+        assert sum(1 for _ in video.decode(video=0)) == spec.frames - 1
+    with fits.open(files["stack"]) as hdus:
+        assert np.isfinite(hdus[1].data).all() and hdus[1].header["NCOMBINE"] == spec.frames - 1
+    with fits.open(files["stamp_cube"]) as hdus:
+        stars, frames, size, _ = hdus["STAMPS"].data.shape
+        assert frames == spec.frames - 1 and len(hdus["FRAMES"].data) == frames and size >= 14
+        assert stars == len(hdus["STARS"].data) > 10, "the field's catalog stars inside every usable frame"
     again = runner.finish_observation(sequence_id, "embedded run finished")
     assert [h.outcome for h in again] == [Outcome.ALREADY_DONE]
