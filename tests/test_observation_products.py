@@ -230,3 +230,54 @@ def test_thirty_pixels_of_drift_is_too_much() -> None:
     assert true_drift > 25 and products.drift_px == pytest.approx(true_drift, abs=0.01)
     assert f"{true_drift:.1f} px" in products.reason and "18 px" in products.reason
     assert set(products.files) == {"quality_table", "quality_plot"} and not products.excluded
+
+
+def lazy_frames(truth: obs.ObservationTruth) -> list[op.ObservationFrame]:
+    """Science frames whose pixels are rendered and background-subtracted only when the science
+    loads them (20 full frames at once would be 1.4 GB), with no preview and no sky statistics."""
+
+    def pixels(planned: obs.PlannedFrame) -> np.ndarray:
+        data, header = obs.render_frame(truth, planned)
+        model = bm.load_model(bm.to_fits(bm.estimate(data, header, BACKGROUND), BACKGROUND))
+        return data.astype(np.float32) - model
+
+    return [
+        op.ObservationFrame(
+            image_id=f"{truth.sequence_id}_{planned.index:03d}",
+            time=planned.time,
+            exposure=planned.exptime,
+            airmass=None,
+            camera_temp=None,
+            wcs_header=truth.wcs(planned).to_header(relax=True),
+            load_pixels=lambda planned=planned: pixels(planned),
+            load_preview=lambda: None,
+            sources=None,
+        )
+        for planned in truth.science
+    ]
+
+
+def test_twenty_full_frames_make_every_product_with_the_blurred_frame_excluded() -> None:
+    """The observation as a unit takes it: 20 full 5208x3476 frames drifting for 50 minutes."""
+    from panoptes_network.synthetic.frames import FULL_SHAPE
+    from panoptes_network.synthetic.star_field import StarFieldSpec
+
+    spec = obs.ObservationSpec(field=StarFieldSpec(shape=FULL_SHAPE), stars=2000, fwhm_by_frame={5: 5.0}, seed=4)
+    truth = obs.plan_observation(spec)
+    made = op.make_products(truth.sequence_id, lazy_frames(truth), SETTINGS)
+    assert made.status is ObservationStatus.PROCESSED, made.reason
+    assert (
+        list(made.excluded) == [f"{truth.sequence_id}_005"]
+        and "fwhm" in made.excluded[f"{truth.sequence_id}_005"].lower()
+    )
+    true_drift = max(np.hypot(*f.offset) for f in truth.science if f.index != 5)
+    assert made.drift_px == pytest.approx(true_drift, abs=0.2), "the WCS offsets are the truth's, to a fifth of a pixel"
+    with fits.open(io.BytesIO(made.files["stack"].data)) as hdus:
+        rows, cols = hdus[1].data.shape
+        assert FULL_SHAPE[0] - 10 <= rows <= FULL_SHAPE[0] and FULL_SHAPE[1] - 10 <= cols <= FULL_SHAPE[1]
+        assert hdus[1].header["NCOMBINE"] == 19
+    with fits.open(io.BytesIO(made.files["stamp_cube"].data)) as hdus:
+        stars, frames, size, _ = hdus["STAMPS"].data.shape
+        assert frames == 19 and size == SETTINGS.stamp_size and stars > 1000
+    with av.open(io.BytesIO(made.files["timelapse"].data)) as video:
+        assert sum(1 for _ in video.decode(video=0)) == 19
