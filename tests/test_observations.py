@@ -457,3 +457,29 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
         assert stars == len(hdus["STARS"].data) > 10, "the field's catalog stars inside every usable frame"
     again = runner.finish_observation(sequence_id, "embedded run finished")
     assert [h.outcome for h in again] == [Outcome.ALREADY_DONE]
+
+
+@pytest.mark.parametrize(
+    ("frames", "drift_per_hour", "status", "why"),
+    [
+        (5, (6.0, -3.0), "not_enough_frames", "5 usable frames"),
+        (12, (0.0, 70.0), "too_much_drift", "drift"),  # 0.46 h of frames: about 32 px in y
+    ],
+)
+def test_process_ends_a_short_or_drifting_night_with_its_science_outcome(
+    frames: int, drift_per_hour: tuple[float, float], status: str, why: str, tmp_path: Path
+) -> None:
+    """``process`` on a folder: too few frames, or 30 px of drift, is an outcome recorded with its
+    reason (and the quality products that show it), not a failure."""
+    from panoptes_network.drivers.cli import main
+    from panoptes_network.synthetic import observation as synthetic
+
+    spec = synthetic.ObservationSpec(frames=frames, stars=None, drift_px_per_hour=drift_per_hour, seed=3)
+    sequence_id = synthetic.write_observation(spec, tmp_path / "frames").sequence_id
+    data = tmp_path / "data"
+    assert main(["process", str(tmp_path / "frames"), "--data-dir", str(data), "-q"]) == 0
+    observation = records.observation(EmbeddedRunner(data).metadata, sequence_id) or {}
+    assert observation["status"] == status and why in observation["reason"], observation.get("reason")
+    assert set(observation["products"]) == {"quality_table", "quality_plot"}
+    if status == "too_much_drift":
+        assert observation["drift_px"] > 18.0
