@@ -8,7 +8,7 @@ the server answers, and otherwise fails with the tail of its log, which says why
 Each child also asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), so a
 stack killed with SIGKILL (an OOM kill, a supervisor's second signal) orphans nothing. The
 signal follows the *thread* that started the child: start servers from a thread that lives as
-long as the stack (``spawn`` here, ``await_ready`` from any thread).
+long as the stack (``start_process(..., wait=False)`` here, ``await_ready`` from any thread).
 """
 
 from __future__ import annotations
@@ -162,34 +162,22 @@ def start_process(
     ready_check: Callable[[bytes], bool] = lambda body: True,
     env: Mapping[str, str] | None = None,
     timeout: float = START_TIMEOUT,
+    wait: bool = True,
 ) -> Server:
     """Start any HTTP server (emulators, a gunicorn service) as a ``Server`` handle.
 
     ``command`` runs in its own session with ``env`` added to this process's environment;
-    ready when ``GET ready_path`` answers 200 and passes ``ready_check``.
+    ready when ``GET ready_path`` answers 200 and passes ``ready_check``. Without ``wait`` the
+    caller awaits it (``await_ready``): slow starters (the JVMs) then start together while this
+    thread, which their parent-death signal follows, stays alive.
     """
-    server = spawn(name, command, port, log_dir, ready_path, ready_check, env, timeout)
-    await_ready(server)
-    return server
-
-
-def spawn(
-    name: str,
-    command: Sequence[str],
-    port: int,
-    log_dir: Path,
-    ready_path: str,
-    ready_check: Callable[[bytes], bool] = lambda body: True,
-    env: Mapping[str, str] | None = None,
-    timeout: float = START_TIMEOUT,
-) -> Server:
-    """Start a server without waiting for it (``await_ready`` next): slow starters (the JVMs) then
-    start together while this thread, which their parent-death signal follows, stays alive."""
     launch = Launch(tuple(command), dict(env or {}), ready_path, ready_check, timeout)
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}-{port}.log"
     server = Server(name, port, _spawn(name, port, log_path, launch, append=False), log_path, launch)
     _running.add(server)
+    if wait:
+        await_ready(server)
     return server
 
 
@@ -253,7 +241,7 @@ def start_pubsub(log_dir: Path, port: int | None = None, wait: bool = True) -> S
     _require(PUBSUB_EMULATOR, "Pub/Sub emulator", "apt-get install google-cloud-cli-pubsub-emulator")
     port = port or free_port()
     command = [str(PUBSUB_EMULATOR), f"--host={HOST}", f"--port={port}"]
-    return (start_process if wait else spawn)("pubsub-emulator", command, port, log_dir, "/", _answers_ok)
+    return start_process("pubsub-emulator", command, port, log_dir, "/", _answers_ok, wait=wait)
 
 
 def start_firestore(log_dir: Path, port: int | None = None, wait: bool = True) -> Server:
@@ -263,7 +251,7 @@ def start_firestore(log_dir: Path, port: int | None = None, wait: bool = True) -
     _require(FIRESTORE_JAR, "Firestore emulator jar", "apt-get install google-cloud-cli-firestore-emulator")
     port = port or free_port()
     command = [java, "-cp", str(FIRESTORE_JAR), FIRESTORE_MAIN, "start", f"--host={HOST}", f"--port={port}"]
-    return (start_process if wait else spawn)("firestore-emulator", command, port, log_dir, "/", _answers_ok)
+    return start_process("firestore-emulator", command, port, log_dir, "/", _answers_ok, wait=wait)
 
 
 @dataclasses.dataclass(frozen=True)
