@@ -62,8 +62,9 @@ SOLVER = "plate-solver"  # the step whose outputs the frames are read from
 
 
 def products_settings(settings: Settings) -> ProductsSettings:
-    return ProductsSettings(min_frames=settings.min_frames, max_drift_px=settings.max_drift_px,
-                            stamp_size=settings.stamp_size)  # fmt: skip
+    return ProductsSettings(
+        min_frames=settings.min_frames, max_drift_px=settings.max_drift_px, stamp_size=settings.stamp_size
+    )
 
 
 def outputs(context: Context, message: ObservationMessage) -> dict[str, Target]:
