@@ -120,7 +120,7 @@ def test_frame_summary_counts_by_status_and_type_and_spans_the_frames() -> None:
 
 def test_retired_are_the_recorded_products_under_names_the_latest_run_did_not_write() -> None:
     recorded = {
-        "processing": {"objects": [f"{PROCESSED}/{FOLDER}/stack.png#1", f"{PROCESSED}/{FOLDER}/quality.png#1"]},
+        "processing": {"product_objects": [f"{PROCESSED}/{FOLDER}/stack.png#1", f"{PROCESSED}/{FOLDER}/quality.png#1"]},
         "retired_products": [f"{PROCESSED}/{FOLDER}/timelapse.mp4#3"],  # left by a crash
     }
     made = [ObjectRef(PROCESSED, f"{FOLDER}/quality.png", 1)]  # the same content: reused, not retired
@@ -537,6 +537,42 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
         assert stars == len(hdus["STARS"].data) > 10, "the field's catalog stars inside every usable frame"
     again = runner.finish_observation(sequence_id, "embedded run finished")
     assert [h.outcome for h in again] == [Outcome.ALREADY_DONE]
+
+
+def test_reprocessing_the_frames_of_a_processed_observation_processes_it_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``reprocess --step plate-solver`` on the frames of a processed observation: each re-run
+    frame makes the observation pending, and the embedded run then processes it once (as the
+    sweep would), with a new token; its products are replaced under the same names."""
+    from panoptes_network.drivers.cli import main
+    from panoptes_network.synthetic import observation as synthetic
+
+    monkeypatch.setenv("PANOPTES_MIN_FRAMES", "3")
+    spec = synthetic.ObservationSpec(frames=4, stars=None, pointing_images=1, seed=5)
+    sequence_id = synthetic.write_observation(spec, tmp_path / "frames").sequence_id
+    data = tmp_path / "data"
+    assert main(["process", str(tmp_path / "frames"), "--data-dir", str(data), "-j", "1", "-q"]) == 0
+    runner = EmbeddedRunner(data)
+    first = records.observation(runner.metadata, sequence_id) or {}
+    assert first["status"] == "processed" and first["pending"] is False, first.get("reason")
+    capsys.readouterr()
+
+    args = ["reprocess", "--step", "plate-solver", "--data-dir", str(data), "--json", "-q"]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["step"] for r in rows] == ["plate-solver"] * 5 + ["process-observation"], rows
+    assert all(r["result"] == "done" for r in rows), rows
+    again = records.observation(runner.metadata, sequence_id) or {}
+    assert (again["status"], again["pending"], again["processing"]["reason"]) == ("processed", False, "frames re-run")
+    assert (
+        again["processing"]["rerun"].startswith("late-frame-") and again["processing"]["started"] > first["processed"]
+    )
+    assert again["products"] == first["products"], "the same names, replaced, never duplicated"
+    assert again["frames"]["by_type"] == {"science": 4, "pointing": 1}
+    assert [h.outcome for h in runner.finish_observation(sequence_id, "embedded run finished")] == [
+        Outcome.ALREADY_DONE
+    ], "processed once: nothing left pending"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ FORCED = "forced"  # the reason of a message a person sent (``observations proce
 END_MARKER_REASON = "end marker"
 FRAMES = "frames"  # the observation's field of frame counts
 GAP_AFTER = dt.timedelta(hours=1)  # ready this long beyond the quiet period and still not processed: a gap
-PRODUCT_OBJECTS = "objects"  # of ``processing``: the identities (bucket/name#generation) of the products it stored
+PRODUCT_OBJECTS = "product_objects"  # of ``processing``: the products it stored, as bucket/name#generation
 RETIRED = "retired_products"  # earlier products the latest run did not make, until they are deleted
 
 Images = Sequence[tuple[str, Mapping[str, Any]]]
@@ -63,11 +63,14 @@ def unfinished(images: Images) -> list[str]:
     return [image_id for image_id, image in images if image.get("status") not in FINAL_IMAGE_STATUSES]
 
 
+def is_science(image: Mapping[str, Any]) -> bool:
+    """A science frame (no frame type: science), not a pointing image, dark or flat."""
+    return (image.get("frame_type") or FrameType.SCIENCE.value) == FrameType.SCIENCE.value
+
+
 def usable(image: Mapping[str, Any]) -> bool:
-    """A frame process-observation uses: solved, and a science frame (no frame type: science)."""
-    return image.get("status") == "solved" and (image.get("frame_type") or FrameType.SCIENCE.value) == (
-        FrameType.SCIENCE.value
-    )
+    """A frame process-observation uses: solved, and a science frame."""
+    return image.get("status") == "solved" and is_science(image)
 
 
 def was_processed(observation: Mapping[str, Any]) -> bool:
