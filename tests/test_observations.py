@@ -531,6 +531,11 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
         assert sum(1 for _ in video.decode(video=0)) == spec.frames - 1
     with fits.open(files["stack"]) as hdus:
         assert np.isfinite(hdus[1].data).all() and hdus[1].header["NCOMBINE"] == spec.frames - 1
+        stack_shape = hdus[1].data.shape
+    with fits.open(files["difference"]) as hdus:  # an RMS over the frames, on the stack's pixels and WCS
+        rms = hdus[1].data[np.isfinite(hdus[1].data)]
+        assert hdus[1].data.shape == stack_shape and hdus[1].header["NCOMBINE"] == spec.frames - 1
+        assert rms.size > 0.9 * hdus[1].data.size and np.median(rms) > 0 and "CTYPE1" in hdus[1].header
     with fits.open(files["stamp_cube"]) as hdus:
         stars, frames, size, _ = hdus["STAMPS"].data.shape
         assert frames == spec.frames - 1 and len(hdus["FRAMES"].data) == frames and size >= 14
