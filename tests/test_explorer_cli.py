@@ -28,7 +28,7 @@ PRODUCTS = 8
 
 
 @pytest.fixture(scope="module")
-def explorer_url(processed_night: ProcessedNight) -> Iterator[str]:
+def served_explorer(processed_night: ProcessedNight) -> Iterator[str]:
     """The explorer app on the processed night, served over HTTP on a free port."""
     server = make_server("127.0.0.1", 0, create_explorer(processed_night.context()), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -43,7 +43,7 @@ def source(request: pytest.FixtureRequest, processed_night: ProcessedNight) -> l
     """Where a command reads: ``--data-dir`` or ``--url`` of the explorer serving that data dir."""
     if request.param == "data-dir":
         return ["--data-dir", str(processed_night.data_dir)]
-    return ["--url", request.getfixturevalue("explorer_url")]
+    return ["--url", request.getfixturevalue("served_explorer")]
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
