@@ -12,6 +12,8 @@ first file exists: a later ``infra`` run adds it (the lightcurves, say, after th
 
 from __future__ import annotations
 
+import shlex
+
 from panoptes_network.core.parquet_tables import PARQUET_TABLES, ParquetTable
 from panoptes_network.deploy.cloud_names import CloudNames
 from panoptes_network.deploy.gcloud_runner import Change, Gcloud
@@ -60,7 +62,8 @@ def plan_archive_tables(names: CloudNames, gcloud: Gcloud) -> list[Change]:
         describe = ("alpha", "bq", "tables", "describe", table.name, f"--dataset={DATASET}", p, "--format=value(id)")
         uri = table_uri(table, names).replace("/*", "/**", 1)  # gcloud's recursive wildcard
         # both reads on every run, so a run that finds everything made checks what the first checked
-        has_files = gcloud.exists(("storage", "objects", "list", uri, p, "--limit=1", "--format=value(name)"))
+        listing = shlex.split(f"storage objects list {uri} {p} --limit=1 --format=value(name)")
+        has_files = gcloud.exists(listing)
         if gcloud.exists(describe):
             continue
         if not has_files:
