@@ -303,3 +303,21 @@ def test_no_path_gives_a_500(client: FlaskClient, route: str, tail: str, files: 
     suffix = files if route == "/api/observations/" else ""
     response = client.get(route + quote(tail, safe="/" if route.startswith("/files") else "") + suffix)
     assert response.status_code in (200, 206, 308, 400, 404), (route, tail, response.get_data(as_text=True)[:300])
+
+
+def test_the_openapi_document_describes_every_api_route_and_search_parameter(client: FlaskClient) -> None:
+    document = client.get("/api/openapi.json").get_json()
+    assert document["openapi"].startswith("3.1")
+    documented = {path.replace("{", "<").replace("}", ">") for path in document["paths"]}
+    app = client.application
+    routes = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api/")}
+    assert documented == routes - {"/api/openapi.json"}
+    search = document["paths"]["/api/observations"]["get"]["parameters"]
+    assert [p["name"] for p in search] == list(PARAMETERS)
+    assert {p["name"]: p["schema"]["type"] for p in search if p["schema"]["type"] != "string"} == {
+        "ra": "number",
+        "dec": "number",
+        "radius": "number",
+        "min_frames": "integer",
+        "limit": "integer",
+    }
