@@ -165,7 +165,9 @@ def test_files_of_an_observation_by_set(client: FlaskClient, processed_night: Pr
     assert len(client.get(first["url"]).data) == first["size"]
 
 
-def test_missing_things_are_404_and_malformed_ones_400(client: FlaskClient, backend: Context) -> None:
+def test_missing_things_are_404_and_malformed_ones_400(
+    client: FlaskClient, backend: Context, processed_night: ProcessedNight
+) -> None:
     assert "no observation" in get_json(client, "/api/observations/PAN001_abcdef_20200101T000000", 404)["error"]
     assert "{unit}_{camera}" in get_json(client, "/api/observations/nonsense", 400)["error"]
     assert get_json(client, "/api/images/PAN001_abcdef_20200101T000000", 404)["status"] == 404
@@ -173,6 +175,8 @@ def test_missing_things_are_404_and_malformed_ones_400(client: FlaskClient, back
     assert "one of" in get_json(client, "/api/header?path=gs://someone-elses/x.fits", 400)["error"]
     raw = backend.settings.bucket("raw")
     assert "no object" in get_json(client, f"/api/header?path=gs://{raw}/none.fits", 404)["error"]
+    png = f"gs://{backend.settings.bucket('processed')}/{processed_night.sequence_id.replace('_', '/')}/stack.png"
+    assert "is not a FITS file" in get_json(client, f"/api/header?path={png}", 400)["error"]
 
 
 @pytest.mark.stack
