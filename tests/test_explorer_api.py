@@ -182,7 +182,7 @@ def test_missing_things_are_404_and_malformed_ones_400(
 @pytest.mark.stack
 def test_both_backends_answer_the_same(processed_night: ProcessedNight, cloud_archive: CloudArchive) -> None:
     """Every view, on the embedded store and on the cloud copy: the same JSON once the copy's
-    bucket names are read as the originals'."""
+    bucket names are read as the originals' (and object versions, each backend's, left out)."""
     embedded = create_explorer(processed_night.context()).test_client()
     cloud = create_explorer(cloud_archive.context).test_client()
     seq = processed_night.sequence_id
@@ -199,4 +199,13 @@ def test_both_backends_answer_the_same(processed_night: ProcessedNight, cloud_ar
         text = json.dumps(get_json(cloud, url), sort_keys=True)
         for original, copy in cloud_archive.bucket_names.items():
             text = text.replace(f"{copy}/", f"{original}/")
-        assert json.loads(text) == get_json(embedded, url), url
+        assert without_versions(json.loads(text)) == without_versions(get_json(embedded, url)), url
+
+
+def without_versions(value: Any) -> Any:
+    """A view without the objects' versions: generations are each backend's own."""
+    if isinstance(value, dict):
+        return {key: without_versions(item) for key, item in value.items() if key != "version"}
+    if isinstance(value, list):
+        return [without_versions(item) for item in value]
+    return value

@@ -20,7 +20,7 @@ from fixtures_explorer import SCIENCE_FRAMES, ProcessedNight
 from panoptes_network.core.errors import BadInput, PipelineError
 from panoptes_network.drivers.archive_client import LocalArchive, RemoteArchive
 from panoptes_network.drivers.cli import main
-from panoptes_network.drivers.downloads import download_file, target_path
+from panoptes_network.drivers.downloads import download_file, part_path, target_path
 from panoptes_network.explorer.app import create_explorer
 from panoptes_network.explorer.archive import Archive
 
@@ -100,8 +100,13 @@ def test_an_interrupted_download_continues_where_it_stopped(
     assert len(frames) == night.frame_count
     cut, gone = frames[0], frames[1]
     whole = cut.read_bytes()
-    cut.rename(cut.with_name(cut.name + ".part"))
-    cut.with_name(cut.name + ".part").write_bytes(whole[:5000])  # what arrived before the interruption
+    [listed] = [
+        f
+        for f in LocalArchive(Archive(night.context())).files(night.sequence_id, "raw")
+        if f["name"].endswith(cut.name)
+    ]
+    cut.unlink()
+    part_path(cut, listed).write_bytes(whole[:5000])  # what arrived before the interruption
     gone.unlink()
     status, _, err = run(capsys, "download", night.sequence_id, *source, "--what", "raw", "--to", str(tmp_path))
     assert status == 0 and "1 downloaded" in err and "1 resumed" in err and f"{night.frame_count - 2} present" in err
@@ -151,6 +156,20 @@ def test_a_short_file_never_takes_its_name_and_the_next_run_completes_it(
     resumed = Truncating(client)
     assert download_file(resumed, listed, path, lambda n: None).state == "replaced"
     assert resumed.starts == [10_000] and path.stat().st_size == listed["size"]
+
+
+def test_a_part_of_another_version_is_not_continued_and_goes_once_the_file_is_complete(
+    processed_night: ProcessedNight, tmp_path: Path
+) -> None:
+    """A product reprocessed between two runs: the old version's beginning is never kept."""
+    client, listed = product_listing(processed_night)
+    path = tmp_path / "stack.fits.fz"
+    older = part_path(path, {**listed, "version": "1"})
+    older.write_bytes(b"x" * 10_000)
+    reading = Truncating(client)
+    assert download_file(reading, listed, path, lambda n: None).state == "downloaded"
+    assert reading.starts == [0] and not older.exists()
+    assert path.read_bytes() == stored_bytes(processed_night, "processed", listed["name"])
 
 
 def test_more_bytes_than_listed_is_an_error_and_nothing_is_kept(

@@ -211,8 +211,8 @@ class Archive:
     def files(self, sequence_id: str, what: FileSet) -> list[dict[str, Any]] | None:
         """An observation's files of one set, by name: ``raw`` (the raw bucket's folder),
         ``processed`` (the processed bucket's folder less the products) or ``products``; each
-        {bucket (key), name, size, url}. None when there is no such observation; ``BadQuery``
-        for a malformed id."""
+        {bucket (key), name, size, version (the object's generation: a replaced product has
+        another), url}. None when there is no such observation; ``BadQuery`` for a malformed id."""
         folder = check_sequence_id(sequence_id) + "/"
         record = records.observation(self.metadata, sequence_id)
         if record is None:
@@ -228,7 +228,13 @@ class Archive:
                 if (loc := self.buckets.location(key, info.ref.name)) and loc not in products
             ]
         return [
-            {"bucket": loc.key, "name": loc.name, "size": info.size, "url": loc.url}
+            {
+                "bucket": loc.key,
+                "name": loc.name,
+                "size": info.size,
+                "version": str(info.ref.generation),
+                "url": loc.url,
+            }
             for loc, info in sorted(found, key=lambda pair: pair[0].name)
         ]
 
