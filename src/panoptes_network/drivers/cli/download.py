@@ -23,7 +23,7 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         help="download an observation's raw frames, processed frames or products",
         description="Download the files of one observation from the data dir or, with --url, a deployed "
         "data explorer, into DIR/{raw,processed}/... . Resumable: a file already there at its listed "
-        "size is skipped, an interrupted one (NAME.part) continues where it stopped; every file is "
+        "size is skipped, an interrupted one (NAME.VERSION.part) continues where it stopped; every file is "
         "checked against its listed size before it takes its name. Exit status 1 if any file failed "
         "(run again to continue).",
         epilog="examples:\n"
