@@ -10,7 +10,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from panoptes_network.core.errors import NotFound, PipelineError
-from panoptes_network.drivers.cli.shared import Commands, CommonOptions, add_archive_options, open_archive, print_error
+from panoptes_network.drivers.cli.shared import (
+    Commands,
+    CommonOptions,
+    add_archive_options,
+    open_archive,
+    paragraph,
+    print_error,
+)
 from panoptes_network.drivers.downloads import Downloaded, download_file, target_path
 from panoptes_network.explorer.archive import FILE_SETS, check_sequence_id, file_set
 from panoptes_network.explorer.search_filters import BadQuery
@@ -21,11 +28,13 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         "download",
         parents=[options.data_dir],
         help="download an observation's raw frames, processed frames or products",
-        description="Download the files of one observation from the data dir or, with --url, a deployed "
-        "data explorer, into DIR/{raw,processed}/... . Resumable: a file already there at its listed "
-        "size is skipped, an interrupted one (NAME.VERSION.part) continues where it stopped; every file is "
-        "checked against its listed size before it takes its name. Exit status 1 if any file failed "
-        "(run again to continue).",
+        description=paragraph(
+            "Download the files of one observation from the data dir or, with --url, a deployed "
+            "data explorer, into DIR/{raw,processed}/... . Resumable: a file already there at its listed "
+            "size is skipped, an interrupted one (NAME.VERSION.part) continues where it stopped; every file is "
+            "checked against its listed size before it takes its name. Exit status 1 if any file failed "
+            "(run again to continue)."
+        ),
         epilog="examples:\n"
         "  panoptes-network download PAN001_14d3bd_20181011T134202                 its products\n"
         "  panoptes-network download PAN001_14d3bd_20181011T134202 --what raw --to frames/\n"

@@ -7,7 +7,14 @@ import json
 import sys
 
 from panoptes_network.core.parquet_tables import PARQUET_TABLES
-from panoptes_network.drivers.cli.shared import Commands, CommonOptions, local_settings, print_error, print_table
+from panoptes_network.drivers.cli.shared import (
+    Commands,
+    CommonOptions,
+    local_settings,
+    paragraph,
+    print_error,
+    print_table,
+)
 
 TABLES_HELP = "\n".join(f"  {t.name:<12} {t.description}" for t in PARQUET_TABLES)
 
@@ -17,9 +24,13 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         "query",
         parents=[options.data_dir, options.as_json],
         help="run SQL (DuckDB) over the data dir's Parquet products",
-        description="Run one SQL statement (DuckDB's dialect) over the Parquet products of every "
-        "observation in the data dir, as these views (each with a sequence_id column); the same "
-        "tables exist in BigQuery over the buckets (bin/deploy infra), for the whole archive.\n\n" + TABLES_HELP,
+        description=paragraph(
+            "Run one SQL statement (DuckDB's dialect) over the Parquet products of every "
+            "observation in the data dir, as these views (each with a sequence_id column); the same "
+            "tables exist in BigQuery over the buckets (bin/deploy infra), for the whole archive."
+        )
+        + "\n\n"
+        + TABLES_HELP,
         epilog="examples:\n"
         "  panoptes-network query --tables\n"
         '  panoptes-network query "SELECT sequence_id, count(*) AS frames, median(fwhm) FROM quality GROUP BY 1"\n'

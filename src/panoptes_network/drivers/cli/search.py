@@ -12,6 +12,7 @@ from panoptes_network.drivers.cli.shared import (
     CommonOptions,
     add_archive_options,
     open_archive,
+    paragraph,
     print_error,
     print_table,
 )
@@ -27,9 +28,11 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         "search",
         parents=[options.data_dir, options.as_json],
         help="find observations by unit, date, target name or coordinates, status, frames",
-        description="Find observations, newest first: in the data dir's records, or with --url in a "
-        "deployed data explorer (its JSON API; the same filters and answers). Prints a table, or "
-        "with --json one observation summary per line.",
+        description=paragraph(
+            "Find observations, newest first: in the data dir's records, or with --url in a "
+            "deployed data explorer (its JSON API; the same filters and answers). Prints a table, or "
+            "with --json one observation summary per line."
+        ),
         epilog="examples:\n"
         "  panoptes-network search --target 'kic 8462'\n"
         "  panoptes-network search --ra 302.5 --dec 47.9 --radius 2 --since 2024-01-01\n"

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -40,6 +41,11 @@ def common_options(settings: Settings) -> CommonOptions:
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="one JSON record per image on stdout")
     return CommonOptions(settings, data_dir, as_json)
+
+
+def paragraph(text: str) -> str:
+    """A long description, wrapped for --help (the raw formatter keeps the examples' lines as they are)."""
+    return textwrap.fill(text, 92)
 
 
 def print_error(message: str) -> None:
