@@ -37,6 +37,12 @@ PARQUET_TABLES = (
         "lightcurves",
         "processed",
         "lightcurves.parquet",
-        "make-lightcurves: the observation's photometry, one row per star and frame (once that step runs)",
+        "make-lightcurves: every star's photometry, one row per star, frame and channel (once that step runs)",
+    ),
+    ParquetTable(
+        "comparisons",
+        "processed",
+        "comparisons.parquet",
+        "make-lightcurves: one row per star, channel and comparison star, with its weight (once that step runs)",
     ),
 )
