@@ -252,3 +252,15 @@ def test_the_lightcurves_and_candidates_show_once_make_lightcurves_recorded_them
     assert {p["key"]: p["size"] for p in view["products"]} == {"stack_png": 3, "lightcurve_plot": 4, "lightcurves": 6}
     names = [f["name"] for f in get_json(client, f"/api/observations/{seq}/files")["files"]]
     assert names == [f"{folder}/lightcurve.png", f"{folder}/lightcurves.parquet", f"{folder}/stack.png"]
+
+
+def test_a_failed_observation_says_which_step_failed_and_why(tmp_path: Path) -> None:
+    context = local_context(Settings(data_dir=tmp_path), tmp_path)[0]
+    failure = {"step": "process-observation", "state": "error", "error_class": "MemoryError", "message_id": "m-1"}
+    records.merge_observation(
+        context.metadata,
+        "PAN001_abcdef_20240101T000000",
+        {"unit_id": "PAN001", "status": "error", "reason": "out of memory on frame 41", "error": failure},
+    )
+    [item] = get_json(create_explorer(context).test_client(), "/api/observations?status=error")["items"]
+    assert item["reasons"] == ["out of memory on frame 41", "process-observation failed (MemoryError)"]
