@@ -126,6 +126,9 @@ def test_the_observation_lists_every_product_and_frame(
         assert served.status_code == 200 and len(served.data) == product["size"] > 0, product
         assert served.mimetype == product["content_type"]
     assert products["timelapse"]["content_type"] == "video/mp4"
+    video = client.get(products["timelapse"]["url"]).data
+    part = client.get(products["timelapse"]["url"], headers={"Range": "bytes=100-1099"})
+    assert part.status_code == 206 and part.data == video[100:1100], "a video plays from any position"
     frames = view["frames"]
     assert len(frames) == processed_night.frame_count
     assert [f["time"] for f in frames] == sorted(f["time"] for f in frames)
