@@ -14,6 +14,7 @@ from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.cli import (
     catalog,
     dlq,
+    explore,
     gaps,
     header,
     observations,
@@ -40,13 +41,14 @@ examples:
   panoptes-network process --json unsolved.fits one JSON record per image on stdout
   panoptes-network status PAN001_XXXXXX_20160909T081314
   panoptes-network observations list            every observation and its status
+  panoptes-network explore                      browse them at http://127.0.0.1:8080/
   panoptes-network header gs://panoptes-raw-images/PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz
   panoptes-network reprocess --status unsolved  solve every unsolved image again
   panoptes-network stack                        the local cloud stack, until Ctrl-C
 """
 
 # In the order ``--help`` lists them.
-COMMANDS = (process, status, observations, header, sample, stack, gaps, reprocess, dlq, catalog)
+COMMANDS = (process, status, observations, explore, header, sample, stack, gaps, reprocess, dlq, catalog)
 
 
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
