@@ -32,7 +32,13 @@ class ExplorerServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships n
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in {"bind": self.bind, "workers": 1, "threads": self.threads, "accesslog": None}.items():
+        for key, value in {
+            "bind": self.bind,
+            "workers": 1,
+            "threads": self.threads,
+            "accesslog": None,
+            "control_socket_disable": True,  # nothing here manages it at run time
+        }.items():
             self.cfg.set(key, value)
 
     def load(self) -> Flask:

@@ -84,7 +84,13 @@ def create_web_app(web: WebService, context_factory: Callable[[], Context] | Non
     """The web service's app from its topology factory (``module:function`` taking the Context),
     on the real Google clients unless ``context_factory`` gives another ``Context``."""
     factory: Callable[[Context], Flask] = getattr(importlib.import_module(web.module), web.function)
-    return factory((context_factory or (lambda: cloud_context(Settings.from_env())))())
+    app = factory((context_factory or (lambda: cloud_context(Settings.from_env())))())
+
+    @app.get("/healthz")
+    def healthz() -> Response:  # what the stack, the containers and Cloud Run's probes ask
+        return jsonify(service=web.name, version=__version__)
+
+    return app
 
 
 def create_service(service_name: str) -> Flask:

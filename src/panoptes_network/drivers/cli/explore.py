@@ -12,7 +12,7 @@ import errno
 import socket
 from pathlib import Path
 
-from panoptes_network.drivers.cli.shared import Commands, CommonOptions, local_settings, print_error
+from panoptes_network.drivers.cli.shared import Commands, CommonOptions, print_error
 
 DEFAULT_PORT = 8080
 HOST = "127.0.0.1"  # this machine only: the public explorer is the cloud service
