@@ -29,7 +29,10 @@ URL_LISTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
     "sources": ("processed", ("-sources.parquet",)),
 }
 # Products shown as pictures on the observation page, in this order, with their captions.
-PREVIEWS = (("stack_png", "Median stack"), ("difference_png", "Difference (last frame minus stack)"))
+PREVIEWS = (
+    ("stack_png", "Median stack"),
+    ("difference_png", "Difference: per-pixel RMS of each frame minus the stack (what varied)"),
+)
 
 
 @blueprint.app_template_filter("size")
