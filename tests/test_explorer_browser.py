@@ -91,9 +91,9 @@ def test_search_finds_it_by_field_name_and_by_coordinates(
     night = processed_night
     page = f"{explorer_url}observations/{night.sequence_id}"
     assert search_with_the_form(browser, explorer_url, {"target": night.field_name.lower()}, "search-name") == [page]
-    near = {"ra": f"{night.ra + 0.3:.4f}", "dec": f"{night.dec - 0.3:.4f}", "radius": "1"}
+    near = {"ra": f"{night.field_ra + 0.3:.4f}", "dec": f"{night.field_dec - 0.3:.4f}", "radius": "1"}
     assert search_with_the_form(browser, explorer_url, near, "search-cone") == [page]
-    far = {"ra": f"{(night.ra + 180) % 360:.4f}", "dec": f"{-night.dec:.4f}", "radius": "1"}
+    far = {"ra": f"{(night.field_ra + 180) % 360:.4f}", "dec": f"{-night.field_dec:.4f}", "radius": "1"}
     assert search_with_the_form(browser, explorer_url, far, "search-cone-elsewhere") == []
 
 

@@ -63,12 +63,13 @@ class Archive:
         """Network totals: ``units``, ``observations``, ``frames`` (every frame recorded) and
         ``exposure_hours`` (their exposure time), from the units' exact counters."""
         units = [unit for _, unit in self.metadata.list(records.UNITS)]
-        return {
-            "units": len(units),
-            "observations": len(records.observations(self.metadata)),
-            "frames": int(sum(unit.get("num_images") or 0 for unit in units)),
-            "exposure_hours": round(sum(unit.get("total_exptime") or 0.0 for unit in units) / 3600, 3),
-        }
+        # keyword names: these are JSON keys, not the collections records.py names
+        return dict(
+            units=len(units),
+            observations=len(records.observations(self.metadata)),
+            frames=int(sum(unit.get("num_images") or 0 for unit in units)),
+            exposure_hours=round(sum(unit.get("total_exptime") or 0.0 for unit in units) / 3600, 3),
+        )
 
     def search(self, filters: SearchFilters) -> Page:
         """Observation summaries (``summary``) matching ``filters``, newest first, one page."""
@@ -200,13 +201,12 @@ class Archive:
         return {
             "unit_id": unit_id,
             "record": jsonable(record),
-            "totals": {
-                "observations": len(self._observations(unit_id)),
-                "frames": record.get("num_images") or 0,
-                "exposure_hours": round((record.get("total_exptime") or 0.0) / 3600, 3),
-            },
-            "observations": first_page.as_json(),
-        }
+            "totals": dict(
+                observations=len(self._observations(unit_id)),
+                frames=record.get("num_images") or 0,
+                exposure_hours=round((record.get("total_exptime") or 0.0) / 3600, 3),
+            ),
+        } | dict(observations=first_page.as_json())
 
     def files(self, sequence_id: str, what: FileSet) -> list[dict[str, Any]] | None:
         """An observation's files of one set, by name: ``raw`` (the raw bucket's folder),
