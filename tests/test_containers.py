@@ -8,9 +8,11 @@ skipped, but in CI (``CI`` set) that is a failure: ``bin/install test`` installs
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,6 +114,14 @@ def test_a_real_frame_and_a_camera_raw_are_solved_by_the_containers(stack: Local
         assert f"{base}.fits.fz" in raw
     raw_base = raw_name.rsplit(".", 1)[0]
     assert {f"{raw_base}{suffix}" for suffix in ("_r.fits", "_g.fits", "_b.fits", ".jpg")} <= rgb
+    # the data explorer's image serves the same records and files
+    image_id = parse_raw_name(FRAME.rsplit(".", 1)[0] + ".fits.fz").image_id
+    explorer = stack.services["data-explorer"].url
+    with urllib.request.urlopen(f"{explorer}/api/images/{image_id}", timeout=30) as response:
+        view = json.load(response)
+    assert view["status"] == "solved" and abs(view["wcs"]["ra"] - 303.2101) < 0.02
+    with urllib.request.urlopen(explorer + view["quick_look_url"], timeout=30) as response:
+        assert response.headers["Content-Type"] == "image/png" and response.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_stopping_the_stack_stops_every_container(engine: containers.Engine, stack: LocalStack) -> None:
