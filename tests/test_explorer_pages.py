@@ -9,9 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fixtures_explorer import ProcessedNight
 from panoptes_network.explorer.app import create_explorer
+from panoptes_network.explorer.search_filters import PARAMETERS
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +96,25 @@ def test_missing_records_are_the_404_page(client: Any, night: ProcessedNight) ->
 @pytest.fixture
 def night(processed_night: ProcessedNight) -> ProcessedNight:
     return processed_night
+
+
+# Each search parameter (and an unknown one) with text of any kind, numbers and dates included.
+PARAMETER_VALUES = st.dictionaries(
+    st.sampled_from([*PARAMETERS, "bogus"]),
+    st.one_of(
+        st.text(max_size=40),
+        st.floats(allow_nan=True, allow_infinity=True).map(str),
+        st.dates().map(str),
+        st.integers().map(str),
+    ),
+    max_size=5,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(params=PARAMETER_VALUES)
+def test_the_search_page_never_fails_whatever_the_parameters(client: Any, params: dict[str, str]) -> None:
+    response = client.get("/search", query_string=params)
+    assert response.status_code in (200, 400), response.get_data(as_text=True)[:2000]
+    if response.status_code == 400:
+        assert 'class="error message"' in response.get_data(as_text=True), "a 400 says why"

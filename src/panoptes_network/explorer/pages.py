@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Response, render_template, request
 from werkzeug.exceptions import NotFound
 
+from panoptes_network.explorer.archive import FileSet
 from panoptes_network.explorer.current import current_archive
 from panoptes_network.explorer.search_filters import PARAMETERS, BadQuery, SearchFilters
 
@@ -23,7 +24,7 @@ blueprint = Blueprint("pages", __name__, template_folder="templates", static_fol
 
 RECENT = 12  # observations on the home page
 # The plain-text URL lists of an observation: what -> (file set, the names it keeps)
-URL_LISTS: Mapping[str, tuple[str, tuple[str, ...]]] = {
+URL_LISTS: Mapping[str, tuple[FileSet, tuple[str, ...]]] = {
     "fits": ("processed", (".fits.fz", ".fits")),
     "raw": ("raw", ("",)),
     "sources": ("processed", ("-sources.parquet",)),
@@ -111,7 +112,7 @@ def url_list(sequence_id: str, what: str) -> Response:
     if what not in URL_LISTS:
         raise NotFound(f"no list {what!r}: one of {', '.join(URL_LISTS)}")
     file_set, suffixes = URL_LISTS[what]
-    files = current_archive().files(sequence_id, "raw" if file_set == "raw" else "processed")
+    files = current_archive().files(sequence_id, file_set)
     if files is None:
         raise NotFound(f"no observation {sequence_id}")
     root = request.host_url.rstrip("/")
