@@ -26,6 +26,7 @@ from pathlib import Path
 from panoptes_network.adapters.firestore_metadata import FirestoreMetadata
 from panoptes_network.core import records
 from panoptes_network.core.names import END_MARKER
+from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.cli.sample import NIGHT_SHAPE
 from panoptes_network.local.stack import LocalStack, patched_env, start_stack
 from panoptes_network.synthetic.observation import ObservationSpec, write_observation
@@ -38,11 +39,15 @@ CLIENTS = 50
 LOAD_SECONDS = 30.0
 TIMED_REQUESTS = 200
 PROCESSING_TIMEOUT_SECONDS = 3600
+SWEEP_SECONDS = 15.0
 
 
 @contextmanager
 def explorer_load(work: Path) -> Iterator[Pair]:
-    stack = start_stack(f"bench-explorer-{uuid.uuid4().hex[:8]}", work / "stack")
+    project = f"bench-explorer-{uuid.uuid4().hex[:8]}"
+    # The end marker lands before the frames are solved: the sweep takes it up once they are.
+    settings = Settings(project=project, sweep_interval_seconds=SWEEP_SECONDS)
+    stack = start_stack(project, work / "stack", settings)
     try:
         sequence_id = make_observation(stack, work / "night")
         base = stack.services["data-explorer"].url
