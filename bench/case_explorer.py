@@ -32,6 +32,7 @@ from panoptes_network.local.stack import LocalStack, patched_env, start_stack
 from panoptes_network.synthetic.observation import ObservationSpec, write_observation
 from panoptes_network.synthetic.star_field import StarFieldSpec
 
+FAILED = ("error", "not_enough_frames", "too_much_drift")
 Pair = tuple[Callable[[], object], Callable[[], object]]
 
 FRAMES = 100
@@ -40,6 +41,9 @@ LOAD_SECONDS = 30.0
 TIMED_REQUESTS = 200
 PROCESSING_TIMEOUT_SECONDS = 3600
 SWEEP_SECONDS = 15.0
+# A well-aligned mount: 100 frames span about four hours, and the default drift (6, -3) px an
+# hour would end too_much_drift (28 px), with no stack or timelapse to show.
+DRIFT_PX_PER_HOUR = (3.0, -1.5)
 
 
 @contextmanager
@@ -68,10 +72,15 @@ def make_observation(stack: LocalStack, folder: Path) -> str:
     """100 frames of the real sky through the stack's whole pipeline; the processed sequence id."""
     from google.cloud import firestore, storage
 
-    truth = write_observation(
-        ObservationSpec(field=StarFieldSpec(shape=NIGHT_SHAPE), frames=FRAMES, stars=None, pointing_images=1, darks=0),
-        folder,
+    spec = ObservationSpec(
+        field=StarFieldSpec(shape=NIGHT_SHAPE),
+        frames=FRAMES,
+        stars=None,
+        pointing_images=1,
+        darks=0,
+        drift_px_per_hour=DRIFT_PX_PER_HOUR,
     )
+    truth = write_observation(spec, folder)
     with patched_env(stack.client_env):
         raw = storage.Client().bucket(stack.settings.bucket("raw"))
         metadata = FirestoreMetadata(stack.project, firestore.Client(project=stack.project))  # built here: the env
@@ -85,8 +94,10 @@ def make_observation(stack: LocalStack, folder: Path) -> str:
         record = records.observation(metadata, truth.sequence_id) or {}
         if record.get("status") == "processed":
             break
-        if time.monotonic() - started > PROCESSING_TIMEOUT_SECONDS or record.get("status") in ("error",):
-            raise SystemExit(f"bench explorer-load: the observation did not process: {record.get('status')}")
+        if record.get("status") in FAILED or time.monotonic() - started > PROCESSING_TIMEOUT_SECONDS:
+            raise SystemExit(
+                f"bench explorer-load: the observation did not process: {record.get('status')}: {record.get('reason')}"
+            )
         time.sleep(5)
     print(
         f"bench explorer-load setup: {len(files)} frames uploaded and processed on the stack "
