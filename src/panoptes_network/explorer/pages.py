@@ -10,19 +10,25 @@ line, for ``wget -i`` or ``curl`` (the original explorer's "Download FITS list")
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, current_app, make_response, render_template, request
+from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import NotFound
 
 from panoptes_network.explorer.archive import FileSet
 from panoptes_network.explorer.current import current_archive
+from panoptes_network.explorer.page_cache import PageCache
 from panoptes_network.explorer.search_filters import PARAMETERS, BadQuery, SearchFilters
 
 blueprint = Blueprint("pages", __name__, template_folder="templates", static_folder="static")
 
 RECENT = 12  # observations on the home page
+PAGE_SECONDS = 10  # how old a page may be (page_cache.py); browsers may keep it as long
+PAGE_ENTRIES = 512  # rendered pages kept, a few MB
+CACHE = "panoptes_pages"
 # The plain-text URL lists of an observation: what -> (file set, the names it keeps)
 URL_LISTS: Mapping[str, tuple[FileSet, tuple[str, ...]]] = {
     "fits": ("processed", (".fits.fz", ".fits")),
@@ -34,6 +40,31 @@ PREVIEWS = (
     ("stack_png", "Median stack"),
     ("difference_png", "Difference: per-pixel RMS of each frame minus the stack (what varied)"),
 )
+
+
+Page = tuple[bytes, int, list[tuple[str, str]]]  # body, status, headers: each request gets its own Response
+
+
+@blueprint.record_once
+def attach_cache(state: BlueprintSetupState) -> None:
+    state.app.extensions[CACHE] = PageCache[Page](PAGE_SECONDS, PAGE_ENTRIES)
+
+
+def cached(view: Callable[..., Any]) -> Callable[..., Response]:
+    """The view's page for this URL, rendered at most once per ``PAGE_SECONDS`` (a 200 only)."""
+
+    @functools.wraps(view)
+    def serve(**arguments: Any) -> Response:
+        def render() -> Page:
+            response = make_response(view(**arguments))
+            response.headers["Cache-Control"] = f"public, max-age={PAGE_SECONDS}"
+            return response.get_data(), response.status_code, list(response.headers.items())
+
+        cache: PageCache[Page] = current_app.extensions[CACHE]
+        body, status, headers = cache.get(request.url, render, keep=lambda page: page[1] == 200)
+        return Response(body, status=status, headers=headers)
+
+    return serve
 
 
 @blueprint.app_template_filter("size")
@@ -67,6 +98,7 @@ def degrees(value: Any) -> str:
 
 
 @blueprint.get("/")
+@cached
 def home() -> str:
     archive = current_archive()
     recent = archive.search(SearchFilters(limit=RECENT))
@@ -74,6 +106,7 @@ def home() -> str:
 
 
 @blueprint.get("/search")
+@cached
 def search() -> tuple[str, int]:
     params = request.args.to_dict()
     try:
@@ -95,6 +128,7 @@ def search() -> tuple[str, int]:
 
 
 @blueprint.get("/observations/<sequence_id>")
+@cached
 def observation(sequence_id: str) -> str:
     view = current_archive().observation(sequence_id)
     if view is None:
@@ -107,6 +141,7 @@ def observation(sequence_id: str) -> str:
 
 
 @blueprint.get("/observations/<sequence_id>/urls/<what>.txt")
+@cached
 def url_list(sequence_id: str, what: str) -> Response:
     """Absolute URLs of one kind of the observation's files, one a line."""
     if what not in URL_LISTS:
@@ -125,6 +160,7 @@ def url_list(sequence_id: str, what: str) -> Response:
 
 
 @blueprint.get("/images/<image_id>")
+@cached
 def image(image_id: str) -> str:
     archive = current_archive()
     view = archive.image(image_id)
@@ -139,6 +175,7 @@ def image(image_id: str) -> str:
 
 
 @blueprint.get("/units/<unit_id>")
+@cached
 def unit(unit_id: str) -> str:
     view = current_archive().unit(unit_id)
     if view is None:
