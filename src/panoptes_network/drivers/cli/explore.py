@@ -26,7 +26,8 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         help="look at the processed data in a browser (the data explorer, on 127.0.0.1)",
         description="Serve the data explorer (observations, frames, products, the JSON API under /api) over "
         "the data directory that 'panoptes-network process' and bin/demo write, on 127.0.0.1, and print its "
-        "URL. Read-only: nothing in the data directory is changed. Ctrl-C stops it.",
+        "URL. Read-only: no record or stored file changes; each request is one JSON line in "
+        "DATA_DIR/explorer.log. Ctrl-C stops it.",
     )
     explore.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="port on 127.0.0.1 (default: %(default)s; 0: any free port)"
