@@ -10,6 +10,7 @@ from pathlib import Path
 
 from panoptes_network.core.settings import configured_project
 from panoptes_network.core.topology import parse_topology
+from panoptes_network.deploy.bigquery_tables import plan_archive_tables
 from panoptes_network.deploy.build_files import (
     ALL_BUILD_CONFIG,
     DEFAULT_REGION,
@@ -157,6 +158,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
     if args.target == "infra":
         deployments = service_deployments()
         gcloud.apply(plan_infra(parse_topology(topology_text()), deployments, names, gcloud), "infra")
+        gcloud.apply(plan_archive_tables(names, gcloud), "infra, BigQuery tables over the Parquet products")
         if any(d.cloud_sql for d in deployments):  # planned now: the instance exists once infra ran
             gcloud.apply(plan_schema_import(names, files[SCHEMA_FILE], gcloud), "infra, Cloud SQL schema")
         return 0

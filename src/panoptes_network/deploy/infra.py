@@ -44,6 +44,7 @@ APIS = (
     "sqladmin.googleapis.com",
     "secretmanager.googleapis.com",
     "cloudscheduler.googleapis.com",
+    "bigquery.googleapis.com",  # external tables over the Parquet products (bigquery_tables.py)
 )
 PAYLOAD_FORMATS = {"JSON_API_V1": "json", "NONE": "none"}
 DEAD_LETTER_RETENTION = "7d"  # Pub/Sub's maximum: replay within a week

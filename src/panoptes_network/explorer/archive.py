@@ -35,8 +35,10 @@ from panoptes_network.science.header_metadata import header_as_json
 
 FileSet = Literal["raw", "processed", "products"]
 FILE_SETS: tuple[FileSet, ...] = ("raw", "processed", "products")
-# An observation's record fields that the lightcurve work adds, shown when present.
-SCIENCE_FIELDS = ("lightcurve", "candidates")
+# The observation's field make-lightcurves writes (resources/status.md): a map with its own
+# products, the target's lightcurve summary and the transit candidates.
+LIGHTCURVES = "lightcurves"
+LIGHTCURVE_BOOKKEEPING = ("candidates", "products", "stamp_cube_generation", "rerun", "started", "finished")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,8 +118,10 @@ class Archive:
         """One observation: its ``summary``, ``record`` (every field, as JSON), ``products``
         ([{key, name, url, size, content_type}], size None when the object is gone), ``frames``
         ([{image_id, time, status, frame_type, excluded (the reason, or None), quick_look_url,
-        processed_url, raw_url}], by time), and ``lightcurve``/``candidates`` when the record
-        holds them. None when there is no such observation. ``BadQuery`` for a malformed id."""
+        processed_url, raw_url}], by time); when make-lightcurves ran, ``lightcurve`` (its
+        summary: target, precision, comparison stars, with ``plot_url`` and ``table_url``) and
+        ``candidates`` (transit candidates, best first). None when there is no such
+        observation. ``BadQuery`` for a malformed id."""
         check_sequence_id(sequence_id)
         record = records.observation(self.metadata, sequence_id)
         if record is None:
@@ -128,10 +132,18 @@ class Archive:
         view = {
             **self.summary(sequence_id, record),
             "record": jsonable(record),
-            "products": [self.product(key, path) for key, path in sorted((record.get("products") or {}).items())],
+            "products": [self.product(key, path) for key, path in sorted(product_paths(record).items())],
             "frames": sorted(frames, key=lambda frame: (frame["time"] or "", frame["image_id"])),
         }
-        view |= {key: jsonable(record[key]) for key in SCIENCE_FIELDS if key in record}
+        lightcurves = record.get(LIGHTCURVES) or {}
+        if lightcurves:
+            made = lightcurves.get("products") or {}
+            summary = {key: value for key, value in lightcurves.items() if key not in LIGHTCURVE_BOOKKEEPING}
+            view["lightcurve"] = jsonable(summary) | {
+                "plot_url": self.buckets.url(made.get("lightcurve_plot")),
+                "table_url": self.buckets.url(made.get("lightcurves")),
+            }
+            view["candidates"] = jsonable(lightcurves.get("candidates") or [])
         return view
 
     def frame(self, image_id: str, image: Mapping[str, Any]) -> dict[str, Any]:
@@ -211,13 +223,13 @@ class Archive:
     def files(self, sequence_id: str, what: FileSet) -> list[dict[str, Any]] | None:
         """An observation's files of one set, by name: ``raw`` (the raw bucket's folder),
         ``processed`` (the processed bucket's folder less the products) or ``products``; each
-        {bucket (key), name, size, url}. None when there is no such observation; ``BadQuery``
-        for a malformed id."""
+        {bucket (key), name, size, version (the object's generation: a replaced product has
+        another), url}. None when there is no such observation; ``BadQuery`` for a malformed id."""
         folder = check_sequence_id(sequence_id) + "/"
         record = records.observation(self.metadata, sequence_id)
         if record is None:
             return None
-        products = {loc for path in (record.get("products") or {}).values() if (loc := self.buckets.from_path(path))}
+        products = {loc for path in product_paths(record).values() if (loc := self.buckets.from_path(path))}
         if what == "products":
             found = [(loc, info) for loc in products if (info := self.stored(loc))]
         else:
@@ -228,7 +240,13 @@ class Archive:
                 if (loc := self.buckets.location(key, info.ref.name)) and loc not in products
             ]
         return [
-            {"bucket": loc.key, "name": loc.name, "size": info.size, "url": loc.url}
+            {
+                "bucket": loc.key,
+                "name": loc.name,
+                "size": info.size,
+                "version": str(info.ref.generation),
+                "url": loc.url,
+            }
             for loc, info in sorted(found, key=lambda pair: pair[0].name)
         ]
 
@@ -263,6 +281,13 @@ class Archive:
 
     def _observations(self, unit: str | None) -> list[tuple[str, dict[str, Any]]]:
         return records.observations(self.metadata, {"unit_id": unit} if unit else None)
+
+
+def product_paths(record: Mapping[str, Any]) -> dict[str, str]:
+    """Every product of an observation, key -> ``bucket/name``: process-observation's and
+    make-lightcurves'."""
+    lightcurves = record.get(LIGHTCURVES) or {}
+    return {**(record.get("products") or {}), **(lightcurves.get("products") or {})}
 
 
 def file_set(what: str) -> FileSet:

@@ -8,6 +8,8 @@ leaves its bucket folder. The content type comes from the name's suffix, never t
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import NotFound, RequestedRangeNotSatisfiable
 
@@ -34,7 +36,7 @@ def stored_file(key: str, name: str) -> Response:
         "Cache-Control": CACHE_CONTROL,
         "Accept-Ranges": "bytes",
         "Content-Type": kind,
-        "Content-Disposition": f'{"inline" if inline else "attachment"}; filename="{name.rsplit("/", 1)[-1]}"',
+        "Content-Disposition": f"{'inline' if inline else 'attachment'}; filename*=UTF-8''{quote(name.rsplit('/', 1)[-1])}",
     }
     if request.if_none_match.contains(etag):
         return Response(status=304, headers=headers)

@@ -65,7 +65,7 @@ def openapi_document() -> dict[str, Any]:
                 "one observation: summary, record, products, frames", [sequence]
             ),
             "/api/observations/{sequence_id}/files": operation(
-                "an observation's files: {sequence_id, what, files: [{bucket, name, size, url}]}",
+                "an observation's files: {sequence_id, what, files: [{bucket, name, size, version, url}]}",
                 [sequence, query("what", "raw, processed or products (default)")],
             ),
             "/api/images/{image_id}": operation(

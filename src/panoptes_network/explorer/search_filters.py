@@ -136,7 +136,9 @@ def _time(given: Mapping[str, str], key: str, end_of_day: bool) -> dt.datetime |
         if len(text) == 10:
             day = dt.date.fromisoformat(text)
             start = dt.datetime.combine(day, dt.time(), dt.UTC)
-            return start + dt.timedelta(days=1) if end_of_day else start
+            if end_of_day:  # the last day there is ends with time itself
+                return start + dt.timedelta(days=1) if day < dt.date.max else dt.datetime.max.replace(tzinfo=dt.UTC)
+            return start
         moment = dt.datetime.fromisoformat(text)
     except ValueError:
         raise BadQuery(f"{key} {text!r} is not an ISO date (2024-05-01) or time (2024-05-01T03:00:00Z)") from None
