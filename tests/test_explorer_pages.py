@@ -4,8 +4,11 @@ missing record is the 404 page, and the URL lists name files that are there."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fixtures_explorer import ProcessedNight
+from panoptes_network.core import records
 from panoptes_network.explorer.app import create_explorer
 from panoptes_network.explorer.search_filters import PARAMETERS
 
@@ -118,3 +122,27 @@ def test_the_search_page_never_fails_whatever_the_parameters(client: Any, params
     assert response.status_code in (200, 400), response.get_data(as_text=True)[:2000]
     if response.status_code == 400:
         assert 'class="error message"' in response.get_data(as_text=True), "a 400 says why"
+
+
+def test_the_lightcurve_and_candidates_show_when_make_lightcurves_recorded_them(
+    processed_night: ProcessedNight, tmp_path: Path
+) -> None:
+    """On a copy of the night whose record holds make-lightcurves' field, as that step writes it."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(processed_night.data_dir, data_dir)
+    context = ProcessedNight(**{**dataclasses.asdict(processed_night), "data_dir": data_dir}).context()
+    folder = f"{context.settings.bucket('processed')}/{processed_night.sequence_id.replace('_', '/')}"
+    lightcurves = {
+        "target": "KIC 8462852",
+        "precision_ppm": 812.5,
+        "products": {"lightcurve_plot": f"{folder}/lightcurve.png", "lightcurves": f"{folder}/lightcurves.parquet"},
+        "candidates": [{"star": "TYC 3162-665-1", "depth": 0.012, "duration_hours": 1.5}, {"star": "S2", "snr": 7.1}],
+    }
+    records.merge_observation(context.metadata, processed_night.sequence_id, {"lightcurves": lightcurves})
+    with create_explorer(context).test_client() as client:
+        html = page(client, f"/observations/{processed_night.sequence_id}")
+    assert f'id="lightcurve_plot" class="plot" src="/files/processed/{folder.split("/", 1)[1]}/lightcurve.png"' in html
+    assert "<dt>precision ppm</dt><dd>812.5</dd>" in html and "lightcurves.parquet" in html
+    assert "<th>star</th><th>depth</th><th>duration hours</th><th>snr</th>" in html
+    assert "<td>TYC 3162-665-1</td><td>0.012</td><td>1.5</td><td></td>" in html
+    assert "<td>S2</td><td></td><td></td><td>7.1</td>" in html
