@@ -42,12 +42,12 @@ PREVIEWS = (
 )
 
 
-Page = tuple[bytes, int, list[tuple[str, str]]]  # body, status, headers: each request gets its own Response
+RenderedPage = tuple[bytes, int, list[tuple[str, str]]]  # body, status, headers: a new Response each time
 
 
 @blueprint.record_once
 def attach_cache(state: BlueprintSetupState) -> None:
-    state.app.extensions[CACHE] = PageCache[Page](PAGE_SECONDS, PAGE_ENTRIES)
+    state.app.extensions[CACHE] = PageCache[RenderedPage](PAGE_SECONDS, PAGE_ENTRIES)
 
 
 def cached(view: Callable[..., Any]) -> Callable[..., Response]:
@@ -55,12 +55,13 @@ def cached(view: Callable[..., Any]) -> Callable[..., Response]:
 
     @functools.wraps(view)
     def serve(**arguments: Any) -> Response:
-        def render() -> Page:
+        def render() -> RenderedPage:
             response = make_response(view(**arguments))
-            response.headers["Cache-Control"] = f"public, max-age={PAGE_SECONDS}"
+            if response.status_code == 200:  # the others: the app's default, no-cache
+                response.headers["Cache-Control"] = f"public, max-age={PAGE_SECONDS}"
             return response.get_data(), response.status_code, list(response.headers.items())
 
-        cache: PageCache[Page] = current_app.extensions[CACHE]
+        cache: PageCache[RenderedPage] = current_app.extensions[CACHE]
         body, status, headers = cache.get(request.url, render, keep=lambda page: page[1] == 200)
         return Response(body, status=status, headers=headers)
 
