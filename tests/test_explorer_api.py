@@ -126,6 +126,9 @@ def test_the_observation_lists_every_product_and_frame(
         assert served.status_code == 200 and len(served.data) == product["size"] > 0, product
         assert served.mimetype == product["content_type"]
     assert products["timelapse"]["content_type"] == "video/mp4"
+    video = client.get(products["timelapse"]["url"]).data
+    part = client.get(products["timelapse"]["url"], headers={"Range": "bytes=100-1099"})
+    assert part.status_code == 206 and part.data == video[100:1100], "a video plays from any position"
     frames = view["frames"]
     assert len(frames) == processed_night.frame_count
     assert [f["time"] for f in frames] == sorted(f["time"] for f in frames)
@@ -252,3 +255,15 @@ def test_the_lightcurves_and_candidates_show_once_make_lightcurves_recorded_them
     assert {p["key"]: p["size"] for p in view["products"]} == {"stack_png": 3, "lightcurve_plot": 4, "lightcurves": 6}
     names = [f["name"] for f in get_json(client, f"/api/observations/{seq}/files")["files"]]
     assert names == [f"{folder}/lightcurve.png", f"{folder}/lightcurves.parquet", f"{folder}/stack.png"]
+
+
+def test_a_failed_observation_says_which_step_failed_and_why(tmp_path: Path) -> None:
+    context = local_context(Settings(data_dir=tmp_path), tmp_path)[0]
+    failure = {"step": "process-observation", "state": "error", "error_class": "MemoryError", "message_id": "m-1"}
+    records.merge_observation(
+        context.metadata,
+        "PAN001_abcdef_20240101T000000",
+        {"unit_id": "PAN001", "status": "error", "reason": "out of memory on frame 41", "error": failure},
+    )
+    [item] = get_json(create_explorer(context).test_client(), "/api/observations?status=error")["items"]
+    assert item["reasons"] == ["out of memory on frame 41", "process-observation failed (MemoryError)"]

@@ -27,7 +27,7 @@ from panoptes_network.core.logs import configure_logging
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.status import ObservationStatus
 from panoptes_network.explorer.app import CONTENT_SECURITY_POLICY, create_explorer
-from panoptes_network.explorer.search_filters import MAX_LIMIT, PARAMETERS
+from panoptes_network.explorer.search_filters import MAX_LIMIT, PARAMETERS, SearchFilters
 
 OBSERVATIONS = 130
 START = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -321,3 +321,19 @@ def test_the_openapi_document_describes_every_api_route_and_search_parameter(cli
         "min_frames": "integer",
         "limit": "integer",
     }
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {},
+        {"unit": "PAN012", "status": "processed", "min_frames": "0", "limit": "7"},
+        {"since": "2024-01-01", "until": "2024-01-31", "target": "Wasp 12"},
+        {"ra": "359.99", "dec": "-89.5", "radius": "0.25", "cursor": "WzEuMCwgIngiXQ=="},
+        {"since": "2024-01-01T03:00:00+05:00", "until": "9999-12-31"},
+    ],
+)
+def test_filters_as_parameters_ask_for_the_same_filters_again(query: dict[str, str]) -> None:
+    """What the pages' next-page links are made of."""
+    filters = SearchFilters.parse(query)
+    assert SearchFilters.parse(filters.as_params()) == filters

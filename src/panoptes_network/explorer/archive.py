@@ -95,14 +95,13 @@ class Archive:
         (the stack preview's URL path, or None)."""
         frames = record.get("frames") or {}
         processing = record.get("processing") or {}
-        error = record.get("error") or {}
         products = record.get("products") or {}
         return {
             "sequence_id": sequence_id,
             "unit_id": record.get("unit_id"),
             "camera_id": record.get("camera_id"),
             "status": record.get("status"),
-            "reasons": [text for text in (record.get("reason"), error.get("error")) if text],
+            "reasons": reasons(record),
             "start_time": iso_time(start_time(record)),
             "end_time": iso_time(record.get("last_frame_time")),
             "frames": dict(frames.get("by_status") or {}),
@@ -304,6 +303,14 @@ def check_sequence_id(sequence_id: str) -> str:
         return sequence_folder(sequence_id)
     except BadInput as exc:
         raise BadQuery(exc.message) from exc
+
+
+def reasons(record: Mapping[str, Any]) -> list[str]:
+    """Why the observation is as it is, in sentences: its reason, and which step failed how."""
+    error = record.get("error") or {}
+    failed = f"{error.get('step')} failed ({error.get('error_class')})" if error.get("step") else None
+    conflict = f"a product name held other content: {record['conflict']}" if record.get("conflict") else None
+    return [text for text in (record.get("reason"), failed, conflict) if text]
 
 
 def start_time(record: Mapping[str, Any]) -> dt.datetime | None:

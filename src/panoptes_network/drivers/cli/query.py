@@ -22,7 +22,7 @@ TABLES_HELP = "\n".join(f"  {t.name:<12} {t.description}" for t in PARQUET_TABLE
 def add_parser(commands: Commands, options: CommonOptions) -> None:
     query = commands.add_parser(
         "query",
-        parents=[options.data_dir, options.as_json],
+        parents=[options.data_dir],
         help="run SQL (DuckDB) over the data dir's Parquet products",
         description=paragraph(
             "Run one SQL statement (DuckDB's dialect) over the Parquet products of every "
@@ -39,6 +39,7 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
     )
     query.add_argument("sql", nargs="?", metavar="SQL", help="the statement (quote it for the shell)")
     query.add_argument("--tables", action="store_true", help="list the views, their files and columns")
+    query.add_argument("--json", action="store_true", help="one JSON object per row")
     query.set_defaults(func=cmd_query)
 
 

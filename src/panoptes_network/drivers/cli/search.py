@@ -26,7 +26,7 @@ COLUMNS = ("OBSERVATION", "STATUS", "START", "FRAMES", "USABLE", "FIELD", "RA", 
 def add_parser(commands: Commands, options: CommonOptions) -> None:
     search = commands.add_parser(
         "search",
-        parents=[options.data_dir, options.as_json],
+        parents=[options.data_dir],
         help="find observations by unit, date, target name or coordinates, status, frames",
         description=paragraph(
             "Find observations, newest first: in the data dir's records, or with --url in a "
@@ -46,6 +46,7 @@ def add_parser(commands: Commands, options: CommonOptions) -> None:
         "--limit", type=int, default=DEFAULT_LIMIT, help="at most this many observations (default: %(default)s)"
     )
     add_archive_options(search)
+    search.add_argument("--json", action="store_true", help="one observation summary per line, as JSON")
     search.set_defaults(func=cmd_search)
 
 
