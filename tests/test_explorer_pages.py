@@ -57,6 +57,8 @@ def test_a_bad_search_shows_the_form_again_with_why(client: Any) -> None:
     html = page(client, "/search?dec=91&ra=10", status=400)
     assert 'id="search"' in html and "dec 91 is outside -90 to 90 degrees" in html
     assert 'value="91"' in html, "what the user typed is kept"
+    forged = page(client, "/search?cursor=0", status=400)  # well formed, but not one it gave out
+    assert 'id="search"' in forged and "cursor is not one this service gave out" in forged
 
 
 def test_the_observation_page_shows_products_frames_and_downloads(client: Any, night: ProcessedNight) -> None:

@@ -112,9 +112,9 @@ def search() -> tuple[str, int]:
     params = request.args.to_dict()
     try:
         filters = SearchFilters.parse(params)
+        page = current_archive().search(filters)  # a cursor it did not give out is refused here
     except BadQuery as exc:
         return render_template("search.html", params=params, help=PARAMETERS, error=exc.message, page=None), 400
-    page = current_archive().search(filters)
     next_params = {**filters.as_params(), "cursor": page.next_cursor} if page.next_cursor else None
     first_params = {key: value for key, value in filters.as_params().items() if key != "cursor"}
     return render_template(
