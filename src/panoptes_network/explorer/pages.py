@@ -68,6 +68,13 @@ def cached(view: Callable[..., Any]) -> Callable[..., Response]:
     return serve
 
 
+def existing(view: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """The archive's view, or the 404 page saying what is missing."""
+    if view is None:
+        raise NotFound(f"no {what}")
+    return view
+
+
 @blueprint.app_template_filter("size")
 def size(value: int | None) -> str:
     """Bytes for people: 1.2 MB."""
@@ -131,9 +138,7 @@ def search() -> tuple[str, int]:
 @blueprint.get("/observations/<sequence_id>")
 @cached
 def observation(sequence_id: str) -> str:
-    view = current_archive().observation(sequence_id)
-    if view is None:
-        raise NotFound(f"no observation {sequence_id}")
+    view = existing(current_archive().observation(sequence_id), f"observation {sequence_id}")
     products = {product["key"]: product for product in view["products"]}
     previews = [(products[key], caption) for key, caption in PREVIEWS if products.get(key, {}).get("url")]
     return render_template(
@@ -164,9 +169,7 @@ def url_list(sequence_id: str, what: str) -> Response:
 @cached
 def image(image_id: str) -> str:
     archive = current_archive()
-    view = archive.image(image_id)
-    if view is None:
-        raise NotFound(f"no image {image_id}")
+    view = existing(archive.image(image_id), f"image {image_id}")
     header, header_error = None, None
     try:
         header = archive.header(view["header_path"]) if view["header_path"] else None
@@ -178,7 +181,5 @@ def image(image_id: str) -> str:
 @blueprint.get("/units/<unit_id>")
 @cached
 def unit(unit_id: str) -> str:
-    view = current_archive().unit(unit_id)
-    if view is None:
-        raise NotFound(f"no unit {unit_id}")
+    view = existing(current_archive().unit(unit_id), f"unit {unit_id}")
     return render_template("unit.html", unit=view)
