@@ -1,6 +1,7 @@
 """A processed synthetic observation for the explorer's tests, made once per session with the
 commands a person would run (``sample --night`` and ``process``), and the same archive copied
-into the Firestore emulator and fake-gcs-server, so one test can run on both backends.
+into the Firestore emulator and fake-gcs-server, so one test can run on both backends; and
+``panoptes-network explore`` serving it, for the browser.
 
 The truths come from the frame files themselves (astropy reads their headers), not from the
 records under test.
@@ -11,6 +12,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import subprocess
+import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -28,6 +32,7 @@ from panoptes_network.core import records
 from panoptes_network.core.context import Context
 from panoptes_network.core.settings import Settings
 from panoptes_network.local import emulators
+from polling import wait_for
 
 SCIENCE_FRAMES = 10
 EXPLORER_PROJECT = "explorer-test"  # a Firestore project no other test resets
@@ -50,6 +55,10 @@ class ProcessedNight:
 
     def context(self) -> Context:
         return local_context(Settings(data_dir=self.data_dir), self.data_dir)[0]
+
+    def processed_file(self, name: str) -> Path:
+        """A file of the processed bucket's folder, by object name."""
+        return self.data_dir / "buckets" / Settings().bucket("processed") / name
 
 
 def frame_truths(frames_dir: Path) -> list[fits.Header]:
@@ -138,3 +147,33 @@ def cloud_archive(
         )
         copy_archive(source, target, names)
         yield CloudArchive(target, names)
+
+
+@pytest.fixture(scope="session")
+def explorer_url(processed_night: ProcessedNight) -> Iterator[str]:
+    """``panoptes-network explore`` on the night, as a user starts it; its URL, from its output."""
+    command = [sys.executable, "-m", "panoptes_network", "explore", "--port", "0"]
+    process = subprocess.Popen(
+        [*command, "--data-dir", str(processed_night.data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "open http://127.0.0.1:" in line, line
+        url = line.split("open ", 1)[1].split()[0]
+        wait_for(lambda: answers(url), f"the explorer at {url}", 30)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False

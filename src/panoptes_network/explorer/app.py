@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import TransientError
 from panoptes_network.core.logs import LEVELS
-from panoptes_network.explorer import api, files
+from panoptes_network.explorer import api, files, pages
 from panoptes_network.explorer.archive import Archive
 from panoptes_network.explorer.current import attach_archive
 from panoptes_network.explorer.search_filters import BadQuery
@@ -57,7 +57,7 @@ def create_explorer(context: Context) -> Flask:
     attach_archive(app, Archive(context))
     app.register_blueprint(api.blueprint)
     app.register_blueprint(files.blueprint)
-    # explorer-web: the HTML pages register here (app.register_blueprint(pages.blueprint)).
+    app.register_blueprint(pages.blueprint)
 
     app.before_request(start_timer)
     app.after_request(finish_response)

@@ -15,6 +15,7 @@ from panoptes_network.drivers.cli import (
     catalog,
     dlq,
     download,
+    explore,
     gaps,
     header,
     observations,
@@ -43,6 +44,7 @@ examples:
   panoptes-network process --json unsolved.fits one JSON record per image on stdout
   panoptes-network status PAN001_XXXXXX_20160909T081314
   panoptes-network observations list            every observation and its status
+  panoptes-network explore                      browse them at http://127.0.0.1:8080/
   panoptes-network header gs://panoptes-raw-images/PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz
   panoptes-network search --target 'kic 8462'   observations of a field, newest first
   panoptes-network download PAN001_14d3bd_20181011T134202 --what raw
@@ -56,6 +58,7 @@ COMMANDS = (
     process,
     status,
     observations,
+    explore,
     search,
     download,
     query,
