@@ -17,10 +17,12 @@ from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image
 from scipy.spatial import cKDTree
 
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.settings import Settings
 from panoptes_network.core.topology import load_topology
 from panoptes_network.science import background_model, fits_codec
 from panoptes_network.science.catalog_stars import angular_distance
@@ -229,14 +231,37 @@ def test_the_processed_image_is_the_subtracted_frame_with_its_wcs(solved_run, cr
     base = CROP_PATH.removesuffix(".fits.fz")
     processed = context.storage.stat("panoptes-processed-images", f"{base}.fits.fz")
     hdu = fits_codec.image_hdu(fits_codec.open_fits(context.storage.read(processed.ref), "processed"), "processed")
-    frame, _, _ = subtract(*crop)
-    assert hdu.data.dtype == np.float32 and np.array_equal(hdu.data, frame)  # lossless
+    frame, rms, _ = subtract(*crop)
+    step = hdu.header["QSTEP"]  # quantized by default: within half a step of the frame in memory
+    record = context.metadata.get("images", handled.image_id)["steps"]["plate-solver"]
+    assert record["processed_storage"] == {"storage": "quantized", "step_adu": step}
+    assert hdu.header["PSTORAGE"] == "quantized" and step == pytest.approx(0.25 * np.median(rms), rel=1e-3)
+    assert hdu.data.dtype == np.float32 and np.abs(hdu.data - frame).max() <= step / 2 * 1.0001
     assert hdu.header["SOLVTIER"] == "hinted" and hdu.header["BKGFILE"].startswith("panoptes-backgrounds/")
     assert hdu.header["PIPEVERS"] and hdu.header["RA-MNT"] == crop[1]["RA-MNT"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         centre = WCS(hdu.header).all_pix2world([[349.5, 349.5]], 0)[0]
     assert angular_distance(303.2101, 46.0192, np.array(centre[0]), np.array(centre[1])) * 3600 < 30
+
+
+def test_lossless_storage_keeps_every_bit_and_the_stamps_do_not_depend_on_the_choice(
+    solved_run, crop, tmp_path: Path
+) -> None:
+    context, push, handled = solved_run
+    lossless, _ = local_context(Settings(data_dir=tmp_path, processed_storage="lossless"), tmp_path)
+    again = deliver(lossless, SERVICE.name, put_inputs(lossless, *crop))
+    assert again.outcome is Outcome.DONE, again.reason
+    processed = lossless.storage.stat("panoptes-processed-images", CROP_PATH)
+    hdu = fits_codec.image_hdu(fits_codec.open_fits(lossless.storage.read(processed.ref), "processed"), "processed")
+    assert hdu.header["PSTORAGE"] == "lossless" and "QSTEP" not in hdu.header
+    assert np.array_equal(hdu.data, subtract(*crop)[0])
+    record = lossless.metadata.get("images", again.image_id)["steps"]["plate-solver"]
+    assert record["processed_storage"] == {"storage": "lossless", "step_adu": None}
+    quantized_rows, lossless_rows = context.stamps.rows(handled.image_id), lossless.stamps.rows(again.image_id)
+    assert len(lossless_rows) == len(quantized_rows) >= 150  # photometry and stamps: the frame in memory
+    for a, b in zip(quantized_rows, lossless_rows):
+        assert a["flux"] == b["flux"] and np.array_equal(a["pixels"], b["pixels"]), a["catalog_id"]
 
 
 def test_quick_look_and_sources_table_sit_beside_the_processed_image(solved_run) -> None:

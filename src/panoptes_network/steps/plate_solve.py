@@ -4,8 +4,10 @@ Input (from subtract-background on ``plate-solve``): the raw Bayer ``.fits.fz`` 
 ``extra["background"]``, the exact background file; both are read at their generations, and
 ``raw - background_model.load_model(...)`` is the frame everything here works on. Outputs:
 
-- ``{processed}/{base_path}.fits.fz``: background-subtracted float32 (lossless GZIP_1), the raw
-  header, the TAN-SIP WCS and pipeline keywords (PIPEVERS, BKGFILE, SOLVTIER, NMATCH; nothing that varies between
+- ``{processed}/{base_path}.fits.fz``: background-subtracted float32, quantized to a quarter of
+  the sky RMS (Rice, subtractive dithering) or lossless (``PANOPTES_PROCESSED_STORAGE``; the
+  step record's ``processed_storage`` and the PSTORAGE/QSTEP cards say which,
+  ``science/processed_image.py`` what each means), the raw header, the TAN-SIP WCS and pipeline keywords (PIPEVERS, BKGFILE, SOLVTIER, NMATCH; nothing that varies between
   runs, such as CPU time, so that a rerun writes the same bytes);
 - ``{base_path}.png`` beside it: the quick look; ``{base_path}-sources.parquet``: the stamp table;
 - the stamp rows in the context's stamp store (``stamps``: PostgreSQL in the cloud,
@@ -44,6 +46,7 @@ from panoptes_network.science.frame_astrometry import (
     source_summary,
     stamp_rows,
 )
+from panoptes_network.science.processed_image import stored_image
 from panoptes_network.science.quick_look import QuickLookSettings, render
 from panoptes_network.science.solve_field import Solution
 from panoptes_network.science.sources_table import sources_parquet
@@ -150,13 +153,15 @@ def store_outputs(
     frame: np.ndarray,
     header: fits.Header,
     background: ObjectRef,
+    sky_rms: float,
 ) -> dict[str, Any]:
-    """Processed image, quick look, sources table and SQL rows; what the stamp rows went into."""
+    """Processed image, quick look, sources table and SQL rows; how the image was stored and what
+    the stamp rows went into (the step record's ``processed_storage`` and ``stamps``)."""
     message = work.message
     context = work.context
     rows = stamp_rows(analysis, message.image_id, message.sequence_id)
-    processed = fits_codec.compressed_file(
-        frame.astype(np.float32), processed_header(header, analysis, solved, background)
+    processed = stored_image(
+        frame, processed_header(header, analysis, solved, background), context.settings.processed_storage, sky_rms
     )
     matched = analysis.sources.take(solved.matches.source_index)
     png = render(
@@ -167,8 +172,9 @@ def store_outputs(
         matched.flux,
         settings.quick_look,
     )
-    work.write({"processed": processed, "quick_look": png, "sources": sources_parquet(rows)})
-    return {"database": context.stamps.database, "rows": context.stamps.replace(message.image_id, rows)}
+    work.write({"processed": processed.data, "quick_look": png, "sources": sources_parquet(rows)})
+    stamps = {"database": context.stamps.database, "rows": context.stamps.replace(message.image_id, rows)}
+    return {"processed_storage": processed.record(), "stamps": stamps}
 
 
 def process(work: Work, settings: PlateSolveSettings) -> StepResult:
@@ -183,12 +189,12 @@ def process(work: Work, settings: PlateSolveSettings) -> StepResult:
     solved = analysis.solved()
     if solved is None:
         return unsolved(analysis, sky, background)
-    stamps = store_outputs(work, settings, analysis, solved, frame.pixels, frame.header, background)
+    stored = store_outputs(work, settings, analysis, solved, frame.pixels, frame.header, background, sky["rms_adu"])
     geometry = solved.geometry
     summary = source_summary(analysis)
     return StepResult(
         reason=f"solved ({analysis.solution.tier}), {summary['matched']} stars matched",
-        record={**solve_record(analysis.solution), "background": background.identity, "stamps": stamps},
+        record={**solve_record(analysis.solution), "background": background.identity, **stored},
         fields={
             "solved": True,
             "ra_image": round(geometry.ra, 6),
