@@ -9,7 +9,8 @@ Input (from subtract-background on ``plate-solve``): the raw Bayer ``.fits.fz`` 
   step record's ``processed_storage`` and the PSTORAGE/QSTEP cards say which,
   ``science/processed_image.py`` what each means), the raw header, the TAN-SIP WCS and pipeline keywords (PIPEVERS, BKGFILE, SOLVTIER, NMATCH; nothing that varies between
   runs, such as CPU time, so that a rerun writes the same bytes);
-- ``{base_path}.png`` beside it: the quick look; ``{base_path}-sources.parquet``: the stamp table;
+- ``{base_path}.png`` beside it: the quick look; ``{base_path}-sources.parquet``: every detection, with the
+  stamp rows of the matched ones (``science/sources_table.py`` lists the columns);
 - the stamp rows in the context's stamp store (``stamps``: PostgreSQL in the cloud,
   ``{data_dir}/stamps.sqlite`` embedded), replacing the image's previous rows in one transaction.
 
@@ -172,7 +173,13 @@ def store_outputs(
         matched.flux,
         settings.quick_look,
     )
-    work.write({"processed": processed.data, "quick_look": png, "sources": sources_parquet(rows)})
+    work.write(
+        {
+            "processed": processed.data,
+            "quick_look": png,
+            "sources": sources_parquet(message.image_id, message.sequence_id, analysis.sources, rows),
+        }
+    )
     stamps = {"database": context.stamps.database, "rows": context.stamps.replace(message.image_id, rows)}
     return {"processed_storage": processed.record(), "stamps": stamps}
 
