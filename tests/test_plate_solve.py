@@ -272,8 +272,9 @@ def test_quick_look_and_sources_table_sit_beside_the_processed_image(solved_run,
     base = CROP_PATH.removesuffix(".fits.fz")
     png = context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}.png").ref)
     image = Image.open(io.BytesIO(png))
-    assert image.size == (700, 700) and image.mode == "RGB"
-    assert (np.asarray(image)[..., 1] > np.asarray(image)[..., 0] + 100).sum() > 150  # green circles drawn
+    assert image.size == (700, 700) and image.mode == "P"  # a palette: greys, the grid's blue, the circles' green
+    colours = np.asarray(image.convert("RGB"), np.int16)
+    assert (colours[..., 1] > colours[..., 0] + 100).sum() > 150  # green circles drawn
     data = context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}-sources.parquet").ref)
     table = pq.read_table(io.BytesIO(data))
     detected = context.metadata.get("images", handled.image_id)["sources"]["detected"]

@@ -2,7 +2,7 @@
 
 Input (from subtract-background on ``plate-solve``): the raw Bayer ``.fits.fz`` and, in
 ``extra["background"]``, the exact background file; both are read at their generations, and
-``raw - background_model.load_model(...)`` is the frame everything here works on. Outputs:
+``raw - background_model.load_model(...)`` (built channel by channel) is the frame everything here works on. Outputs:
 
 - ``{processed}/{base_path}.fits.fz``: background-subtracted float32, quantized to a quarter of
   the sky RMS (Rice, subtractive dithering) or lossless (``PANOPTES_PROCESSED_STORAGE``; the
@@ -38,7 +38,7 @@ from panoptes_network.core.names import parse_raw_name
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.step import Step, StepResult, Target, Work
 from panoptes_network.science import fits_codec
-from panoptes_network.science.background_model import load_model, load_rms, load_white_level
+from panoptes_network.science.background_model import BackgroundFile
 from panoptes_network.science.frame_astrometry import (
     AnalysisSettings,
     FrameAnalysis,
@@ -98,9 +98,10 @@ class Frame:
     """The background-subtracted frame and what goes with it."""
 
     pixels: np.ndarray  # float32, raw minus the background model
-    rms: np.ndarray  # per-pixel sky RMS
+    rms: np.ndarray  # sky RMS per 2x2 superpixel (source_detection's grid)
     header: fits.Header  # the raw header
     sky_level: float  # median of the background model
+    sky_rms: float  # median per-pixel sky RMS
     saturated: np.ndarray  # bool: raw pixels at or above the background file's white level
 
 
@@ -108,15 +109,12 @@ def load_frame(work: Work) -> Frame:
     """The background-subtracted frame, the sky RMS, the raw header, the sky level and the saturated pixels."""
     raw = fits_codec.open_fits(work.read("raw"), "raw image", work.context.settings.limits)
     hdu = fits_codec.image_hdu(raw, "raw image")
-    background_bytes = work.read("background")
-    model = load_model(background_bytes)
-    if model.shape != hdu.data.shape:
-        raise BadInput(f"background {model.shape} and raw image {hdu.data.shape} differ in shape")
-    sky_level = float(np.median(model[::4, ::4]))  # a sample: the model is smooth, and a full median copies it
-    saturated = hdu.data >= load_white_level(background_bytes)
-    frame = hdu.data.astype(np.float32)
-    frame -= model
-    return Frame(frame, load_rms(background_bytes), hdu.header, sky_level, saturated)
+    background = BackgroundFile(work.read("background"))
+    subtracted = background.subtract(hdu.data)
+    saturated = hdu.data >= background.white_level
+    return Frame(
+        subtracted.frame, subtracted.superpixel_rms, hdu.header, subtracted.sky_level, subtracted.sky_rms, saturated
+    )
 
 
 def processed_header(raw: fits.Header, analysis: FrameAnalysis, solved: Solved, background: ObjectRef) -> fits.Header:
@@ -189,7 +187,7 @@ def process(work: Work, settings: PlateSolveSettings) -> StepResult:
     context = work.context
     background = work.inputs["background"]
     frame = load_frame(work)
-    sky = {"background_adu": round(frame.sky_level, 2), "rms_adu": round(float(np.median(frame.rms)), 3)}
+    sky = {"background_adu": round(frame.sky_level, 2), "rms_adu": round(frame.sky_rms, 3)}
     analysis = analyse_frame(
         frame.pixels, frame.rms, frame.header, context.catalog.cone, settings.analysis, frame.saturated
     )
