@@ -3,6 +3,8 @@ far under the sky's, unbiased for aperture photometry; lossless bit for bit; bad
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -68,3 +70,19 @@ def test_bad_storage_choices_and_sky_rms_fail_clearly(frame) -> None:
         Settings.from_env({"PANOPTES_PROCESSED_STORAGE": "lossy"})
     assert Settings.from_env({}).processed_storage == "quantized"
     assert Settings.from_env({"PANOPTES_PROCESSED_STORAGE": "lossless"}).processed_storage == "lossless"
+
+
+def test_two_writes_of_the_same_frame_are_the_same_content_without_decoding(frame) -> None:
+    """astropy writes the time into the checksum cards: a redelivery's file differs only there."""
+    small = frame[:256, :512]
+    first = stored_image(small, fits.Header(), "quantized", 13.5).data
+    time.sleep(1.1)
+    second = stored_image(small, fits.Header(), "quantized", 13.5).data
+    assert first != second and len(first) == len(second)
+    assert fits_codec.without_checksum_cards(first) == fits_codec.without_checksum_cards(second)
+    assert fits_codec.same_content(first, second)
+    changed = small.copy()
+    changed[100, 100] += 50.0
+    other = stored_image(changed, fits.Header(), "quantized", 13.5).data
+    assert fits_codec.without_checksum_cards(first) != fits_codec.without_checksum_cards(other)
+    assert not fits_codec.same_content(first, other)
