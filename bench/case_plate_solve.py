@@ -22,7 +22,6 @@ The reference of every case is upstream's recipe: ``solve-field --guess-scale --
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -90,14 +89,18 @@ def upstream_solve(image: Path, work: Path) -> Callable[[], object]:
 
 
 def peak_rss_mb(command: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(wall seconds, peak resident memory in MB) of a command and the children it waited for."""
+    """(wall seconds, peak resident memory in MB) of a command and the children it waited for.
+
+    Measured by GNU time: Linux gives a child forked from this process this process's resident
+    size as its starting peak (and this one holds full frames), so waiting for it here would
+    report this process's size, not the command's."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{command[:3]} exited {process.returncode}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *command], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, text=True
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[:3]} exited {done.returncode}: {done.stderr[-2000:]}")
+    return time.perf_counter() - started, int(done.stderr.split()[-1]) / 1024
 
 
 @contextmanager
