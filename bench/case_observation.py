@@ -60,7 +60,7 @@ def write_inputs(folder: Path) -> Path:
         stem = folder / f"frame{planned.index:02d}"
         Path(f"{stem}.fits.fz").write_bytes(stored_image(pixels, header, QUANTIZED, 16.0).data)
         sources = detect_sources(pixels, 16.0)
-        Path(f"{stem}-sources.parquet").write_bytes(sources_parquet(stem, "bench", sources, []))
+        Path(f"{stem}-sources.parquet").write_bytes(sources_parquet(stem.name, "bench", sources, []))
         Image.fromarray(render_pixels(pixels, 1280)).save(f"{stem}.jpg", quality=85)
         entries.append({"stem": str(stem), "time": planned.time.isoformat(), "exposure": planned.exptime})
     manifest = folder / "manifest.json"

@@ -86,3 +86,17 @@ def test_two_writes_of_the_same_frame_are_the_same_content_without_decoding(fram
     other = stored_image(changed, fits.Header(), "quantized", 13.5).data
     assert fits_codec.without_checksum_cards(first) != fits_codec.without_checksum_cards(other)
     assert not fits_codec.same_content(first, other)
+
+
+def test_a_stack_is_quantized_to_a_sixteenth_of_its_noise_and_keeps_its_nans(frame) -> None:
+    """The observation's stack and difference image: no step given, 1/16 of the image's own noise."""
+    image = frame[:512, :1024].copy()
+    image[10, 20] = np.nan  # a pixel saturated in some frame
+    back = read_back(fits_codec.quantized_file(image))
+    noise = fits_codec.image_noise(image)
+    assert 10.0 < noise < 15.0  # the channels' 10-15 ADU
+    assert np.isnan(back[10, 20]) and np.isfinite(np.delete(back.ravel(), 10 * 1024 + 20)).all()
+    error = np.abs(back - image)[np.isfinite(image)]
+    assert error.max() <= noise / fits_codec.QUANTIZE_LEVEL / 2 * 1.0001
+    flat = np.full((64, 64), 3.0, np.float32)  # no noise: cfitsio's own estimate, exact
+    assert np.array_equal(read_back(fits_codec.quantized_file(flat)), flat)

@@ -122,20 +122,32 @@ def compressed_file(data: np.ndarray, header: fits.Header | None = None) -> byte
 
 
 # Derived floating-point images (an observation's stack and difference image), which no step
-# reads back as data: fpack's own default, Rice on values quantized to 1/16 of each tile's noise,
-# subtractively dithered (a fixed seed: the same image gives the same bytes). It adds 0.07 sigma of
-# noise; on a full frame it is 2x faster to write than lossless GZIP_1 and the file 4x smaller.
+# reads back as data: Rice on values quantized to 1/16 of the image's noise (the MAD of every
+# 4th pixel of every 4th row), subtractively dithered (a fixed seed: the same image gives the
+# same bytes). The rounding adds 0.018 sigma of noise. One step for the image rather than
+# cfitsio's estimate per tile (fpack's way): on a full frame 0.25 s to write instead of 0.9 s.
 QUANTIZE_LEVEL = 16.0
 
 
+def image_noise(data: np.ndarray) -> float:
+    """A robust standard deviation of the image (1.4826 MAD of a 1/16 sample, NaNs ignored)."""
+    sample = np.asarray(data[::4, ::4], dtype=np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(sample - np.median(sample))))
+
+
 def quantized_file(data: np.ndarray, header: fits.Header | None = None, step: float | None = None) -> bytes:
-    """A ``.fits.fz`` of a float image quantized below its noise, Rice-compressed in 16-row tiles:
-    to ``QUANTIZE_LEVEL`` steps per tile noise (cfitsio's estimate), or to an absolute ``step``
-    (ADU) when given, which skips the estimate (4x faster) and bounds every pixel's error by
-    ``step / 2`` (subtractive dithering: the error is uniform, its RMS ``step / sqrt(12)``)."""
+    """A ``.fits.fz`` of a float image quantized below its noise, Rice-compressed in 16-row tiles,
+    to an absolute ``step`` (ADU): every pixel within ``step / 2`` (subtractive dithering: the error
+    is uniform, its RMS ``step / sqrt(12)``). Without ``step``: 1/``QUANTIZE_LEVEL`` of the image's
+    noise (``image_noise``), or cfitsio's per-tile estimate for an image without noise."""
     if step is not None and not (np.isfinite(step) and step > 0):
         raise ValueError(f"a quantization step must be a positive number of ADU, not {step!r}")
     image = np.asarray(data, dtype=np.float32)
+    if step is None and (noise := image_noise(image)) > 0:
+        step = noise / QUANTIZE_LEVEL
     hdu = fits.CompImageHDU(
         image,
         header=header,
