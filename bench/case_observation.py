@@ -1,13 +1,15 @@
 """An observation's products (``make_products``) on 20 and 100 full synthetic frames.
 
 The inputs are what the plate-solver leaves per frame: the processed image (background-subtracted
-float32 ``.fits.fz``, lossless GZIP as the step writes it), its sources and a JPEG quick look.
+float32 ``.fits.fz``, quantized to a quarter of the sky RMS as the step writes it by default), its
+sources Parquet table (every detection) and a JPEG quick look.
 Rendering and compressing a full frame takes seconds, so ``DISTINCT`` frames of one observation
 (drift, jitter, independent noise, 2000 stars) are written once and frame i of the bench reads
 file ``i % DISTINCT`` with that frame's WCS; every read decompresses its file again.
 
-- ours: ``make_products`` on the frames; each frame's ``load_pixels`` decompresses its file.
-- reference: reading the same inputs alone (every frame's pixels and quick look, once).
+- ours: ``make_products`` on the frames; each frame's ``load_pixels`` decompresses its file and
+  ``load_sources`` reads its table.
+- reference: reading the same inputs alone (every frame's pixels, sources and quick look, once).
 
 Each case also prints ``bench observation-N wall_s=... peak_rss_mb=... ref_peak_rss_mb=...``:
 one run of each side in a fresh process (``VmHWM`` of /proc/self/status). 100 frames take
@@ -32,7 +34,9 @@ from PIL import Image
 
 from panoptes_network.science import fits_codec
 from panoptes_network.science.observation_products import ObservationFrame, ProductsSettings, make_products
-from panoptes_network.science.source_detection import SOURCE_COLUMNS, Sources, detect_sources
+from panoptes_network.science.processed_image import QUANTIZED, stored_image
+from panoptes_network.science.source_detection import detect_sources
+from panoptes_network.science.sources_table import read_sources, sources_parquet
 from panoptes_network.science.timelapse import render_pixels
 from panoptes_network.synthetic import observation as obs
 from panoptes_network.synthetic.frames import FULL_SHAPE
@@ -54,9 +58,9 @@ def write_inputs(folder: Path) -> Path:
         pixels = (raw - sky).astype(np.float32)
         header = truth.wcs(planned).to_header(relax=True)
         stem = folder / f"frame{planned.index:02d}"
-        Path(f"{stem}.fits.fz").write_bytes(fits_codec.compressed_file(pixels, header))
+        Path(f"{stem}.fits.fz").write_bytes(stored_image(pixels, header, QUANTIZED, 16.0).data)
         sources = detect_sources(pixels, 16.0)
-        np.savez(f"{stem}-sources.npz", **sources.columns())
+        Path(f"{stem}-sources.parquet").write_bytes(sources_parquet(stem.name, "bench", sources, []))
         Image.fromarray(render_pixels(pixels, 1280)).save(f"{stem}.jpg", quality=85)
         entries.append({"stem": str(stem), "time": planned.time.isoformat(), "exposure": planned.exptime})
     manifest = folder / "manifest.json"
@@ -77,8 +81,6 @@ def frames_of(manifest: Path, count: int) -> list[ObservationFrame]:
     for i in range(count):
         entry = entries[i % len(entries)]
         stem = entry["stem"]
-        with np.load(f"{stem}-sources.npz") as columns:
-            sources = Sources(**{name: columns[name] for name in SOURCE_COLUMNS})
         with fits.open(f"{stem}.fits.fz") as hdus:
             header = hdus[1].header.copy()
         frames.append(
@@ -91,7 +93,7 @@ def frames_of(manifest: Path, count: int) -> list[ObservationFrame]:
                 wcs_header=header,
                 load_pixels=lambda stem=stem: load_pixels(stem),
                 load_preview=lambda stem=stem: Path(f"{stem}.jpg").read_bytes(),
-                sources=sources,
+                load_sources=lambda stem=stem: read_sources(Path(f"{stem}-sources.parquet").read_bytes()),
                 sky_level=300.0,
                 sky_rms=16.0,
             )
@@ -102,6 +104,7 @@ def frames_of(manifest: Path, count: int) -> list[ObservationFrame]:
 def read_alone(frames: list[ObservationFrame]) -> None:
     for frame in frames:
         frame.load_pixels()
+        frame.load_sources()
         frame.load_preview()
 
 

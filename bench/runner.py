@@ -4,7 +4,8 @@ Cases live in ``bench/case_*.py``; each module exports ``CASES``, a dict of name
 manager that takes a scratch folder and yields (ours, reference) callables on prepared inputs.
 The runner times both alternately and prints medians:
 ``bench <case> ours=<s> ref=<s> ratio=<ours/ref>``. A case may print extra lines of its own
-(``bench <case> <metric>=<value> ...``) from its context manager.
+(``bench <case> <metric>=<value> ...``) from its context manager, or only those: a case that
+yields None is a report (``cost``), not timed.
 """
 
 from __future__ import annotations
@@ -48,7 +49,10 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; known: {', '.join(cases)}")
     for name in args.cases or cases:
-        with tempfile.TemporaryDirectory() as scratch, cases[name](Path(scratch)) as (ours, reference):
+        with tempfile.TemporaryDirectory() as scratch, cases[name](Path(scratch)) as pair:
+            if pair is None:  # a report (bench/case_cost.py), printed by the case itself
+                continue
+            ours, reference = pair
             ours(), reference()  # warm caches and imports
             times_ours, times_ref = [], []
             for _ in range(args.repeat):

@@ -56,7 +56,7 @@ def observation_frames(truth: obs.ObservationTruth) -> list[op.ObservationFrame]
                 wcs_header=truth.wcs(planned).to_header(relax=True),
                 load_pixels=lambda pixels=pixels: pixels,
                 load_preview=lambda preview=preview: preview,
-                sources=None,
+                load_sources=lambda: None,
                 sky_level=float(np.median(model)) - obs.BLACK_LEVEL,
                 sky_rms=float(np.median(bm.load_rms(stored))),
             )
@@ -251,7 +251,7 @@ def lazy_frames(truth: obs.ObservationTruth) -> list[op.ObservationFrame]:
             wcs_header=truth.wcs(planned).to_header(relax=True),
             load_pixels=lambda planned=planned: pixels(planned),
             load_preview=lambda: None,
-            sources=None,
+            load_sources=lambda: None,
         )
         for planned in truth.science
     ]

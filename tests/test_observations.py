@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 
@@ -41,6 +43,8 @@ from panoptes_network.core.status import ObservationStatus
 from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.science import fits_codec
 from panoptes_network.science.observation_products import PRODUCT_FILES
+from panoptes_network.science.source_detection import detect_sources
+from panoptes_network.science.sources_table import sources_parquet
 from panoptes_network.synthetic.star_field import draw_stars
 from step_harness import deliver, drain_messages, local
 
@@ -604,3 +608,27 @@ def test_process_ends_a_short_or_drifting_night_with_its_science_outcome(
     assert set(observation["products"]) == {"quality_table", "quality_plot"}
     if status == "too_much_drift":
         assert observation["drift_px"] > 18.0
+
+
+def test_the_frame_quality_reads_the_plate_solvers_sources_instead_of_detecting_again(night: Night) -> None:
+    """Each frame's sources table holds the first 10 of its detections: the quality table counts
+    those 10 (detecting again would find the frame's 30 stars, some blended: more than 20)."""
+    for _ in range(12):
+        image_id = night.add_frame(NOW - dt.timedelta(hours=1))
+        image = night.context.metadata.get("images", image_id)
+        name = image["steps"]["plate-solver"]["outputs"]["processed"]["name"].partition("/")[2]
+        pixels = fits_codec.image_hdu(
+            fits_codec.open_fits(night.context.storage.read(night.context.storage.stat(PROCESSED, name).ref), name),
+            name,
+        ).data
+        found = detect_sources(pixels, 5.0)
+        assert len(found) > 20
+        table = sources_parquet(image_id, SEQ, found.take(np.arange(10)), [])
+        ref = night.context.storage.write_new(PROCESSED, name.replace(".fits.fz", "-sources.parquet"), table)
+        output = {"name": f"{PROCESSED}/{ref.name}", "generation": ref.generation, "state": "written"}
+        night.context.metadata.replace_field(
+            "images", image_id, ("steps", "plate-solver", "outputs", "sources"), output
+        )
+    assert process(night.context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
+    quality = night.context.storage.read(night.context.storage.stat(PROCESSED, f"{FOLDER}/quality.parquet").ref)
+    assert pq.read_table(io.BytesIO(quality)).column("sources").to_pylist() == [10] * 12

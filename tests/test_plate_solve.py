@@ -10,6 +10,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute
 import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
@@ -17,17 +19,20 @@ from astropy.wcs import WCS, FITSFixedWarning
 from PIL import Image
 from scipy.spatial import cKDTree
 
+from panoptes_network.adapters.backends import local_context
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.core.context import Context
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.outcomes import Outcome
+from panoptes_network.core.settings import Settings
 from panoptes_network.core.topology import load_topology
 from panoptes_network.science import background_model, fits_codec
 from panoptes_network.science.catalog_stars import angular_distance
 from panoptes_network.science.frame_astrometry import FrameAnalysis, analyse_frame, stamp_rows
 from panoptes_network.science.postage_stamps import stamp_origins
 from panoptes_network.science.solve_field import SolveSettings, spread_selection
-from panoptes_network.science.source_detection import away_from_edges, detect_sources
+from panoptes_network.science.source_detection import SOURCE_COLUMNS, away_from_edges, detect_sources
+from panoptes_network.science.sources_table import DETECTION_TYPES, read_sources
 from panoptes_network.synthetic.star_field import StarFieldSpec, make_star_field, wcs_error_px
 from plate_solver_inputs import CROP_PATH, put_inputs
 from step_harness import deliver
@@ -229,8 +234,12 @@ def test_the_processed_image_is_the_subtracted_frame_with_its_wcs(solved_run, cr
     base = CROP_PATH.removesuffix(".fits.fz")
     processed = context.storage.stat("panoptes-processed-images", f"{base}.fits.fz")
     hdu = fits_codec.image_hdu(fits_codec.open_fits(context.storage.read(processed.ref), "processed"), "processed")
-    frame, _, _ = subtract(*crop)
-    assert hdu.data.dtype == np.float32 and np.array_equal(hdu.data, frame)  # lossless
+    frame, rms, _ = subtract(*crop)
+    step = hdu.header["QSTEP"]  # quantized by default: within half a step of the frame in memory
+    record = context.metadata.get("images", handled.image_id)["steps"]["plate-solver"]
+    assert record["processed_storage"] == {"storage": "quantized", "step_adu": step}
+    assert hdu.header["PSTORAGE"] == "quantized" and step == pytest.approx(0.25 * np.median(rms), rel=1e-3)
+    assert hdu.data.dtype == np.float32 and np.abs(hdu.data - frame).max() <= step / 2 * 1.0001
     assert hdu.header["SOLVTIER"] == "hinted" and hdu.header["BKGFILE"].startswith("panoptes-backgrounds/")
     assert hdu.header["PIPEVERS"] and hdu.header["RA-MNT"] == crop[1]["RA-MNT"]
     with warnings.catch_warnings():
@@ -239,25 +248,62 @@ def test_the_processed_image_is_the_subtracted_frame_with_its_wcs(solved_run, cr
     assert angular_distance(303.2101, 46.0192, np.array(centre[0]), np.array(centre[1])) * 3600 < 30
 
 
-def test_quick_look_and_sources_table_sit_beside_the_processed_image(solved_run) -> None:
+def test_lossless_storage_keeps_every_bit_and_the_stamps_do_not_depend_on_the_choice(
+    solved_run, crop, tmp_path: Path
+) -> None:
+    context, push, handled = solved_run
+    lossless, _ = local_context(Settings(data_dir=tmp_path, processed_storage="lossless"), tmp_path)
+    again = deliver(lossless, SERVICE.name, put_inputs(lossless, *crop))
+    assert again.outcome is Outcome.DONE, again.reason
+    processed = lossless.storage.stat("panoptes-processed-images", CROP_PATH)
+    hdu = fits_codec.image_hdu(fits_codec.open_fits(lossless.storage.read(processed.ref), "processed"), "processed")
+    assert hdu.header["PSTORAGE"] == "lossless" and "QSTEP" not in hdu.header
+    assert np.array_equal(hdu.data, subtract(*crop)[0])
+    record = lossless.metadata.get("images", again.image_id)["steps"]["plate-solver"]
+    assert record["processed_storage"] == {"storage": "lossless", "step_adu": None}
+    quantized_rows, lossless_rows = context.stamps.rows(handled.image_id), lossless.stamps.rows(again.image_id)
+    assert len(lossless_rows) == len(quantized_rows) >= 150  # photometry and stamps: the frame in memory
+    for a, b in zip(quantized_rows, lossless_rows):
+        assert a["flux"] == b["flux"] and np.array_equal(a["pixels"], b["pixels"]), a["catalog_id"]
+
+
+def test_quick_look_and_sources_table_sit_beside_the_processed_image(solved_run, crop_analysis) -> None:
     context, _, handled = solved_run
     base = CROP_PATH.removesuffix(".fits.fz")
     png = context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}.png").ref)
     image = Image.open(io.BytesIO(png))
-    assert image.size == (700, 700) and image.mode == "RGB"
-    assert (np.asarray(image)[..., 1] > np.asarray(image)[..., 0] + 100).sum() > 150  # green circles drawn
-    table = pq.read_table(
-        io.BytesIO(
-            context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}-sources.parquet").ref)
-        )
-    )
-    rows = context.stamps.rows(handled.image_id)
-    assert table.num_rows == len(rows) >= 150
-    first = table.slice(0, 1).to_pylist()[0]
-    assert first["catalog_id"] == rows[0]["catalog_id"] and first["source_id"] == rows[0]["source_id"]
-    assert np.array_equal(np.array(first["pixels"], np.float32).reshape(10, 10), rows[0]["pixels"])
-    assert table.column("saturated").to_pylist() == [row["saturated"] for row in rows]
-    assert 0 < sum(row["saturated"] for row in rows) < len(rows) / 2
+    assert image.size == (700, 700) and image.mode == "P"  # a palette: greys, the grid's blue, the circles' green
+    colours = np.asarray(image.convert("RGB"), np.int16)
+    assert (colours[..., 1] > colours[..., 0] + 100).sum() > 150  # green circles drawn
+    data = context.storage.read(context.storage.stat("panoptes-processed-images", f"{base}-sources.parquet").ref)
+    table = pq.read_table(io.BytesIO(data))
+    detected = context.metadata.get("images", handled.image_id)["sources"]["detected"]
+    assert table.num_rows == detected and table.column("source_id").to_pylist() == list(range(detected))
+    stored = read_sources(data)  # every detection, as the step found it on the frame
+    assert stored is not None
+    for name, column in crop_analysis[1].sources.columns().items():
+        assert np.array_equal(getattr(stored, name), column), name
+    rows = {row["source_id"]: row for row in context.stamps.rows(handled.image_id)}
+    matched = table.filter(table.column("matched")).to_pylist()
+    assert sorted(row["source_id"] for row in matched) == sorted(rows) and len(rows) >= 150
+    for row in matched:
+        stamp = rows[row["source_id"]]
+        assert row["catalog_id"] == stamp["catalog_id"] and row["saturated"] == stamp["saturated"]
+        assert np.array_equal(np.array(row["pixels"], np.float32).reshape(10, 10), stamp["pixels"])
+    unmatched = table.filter(pa.compute.invert(table.column("matched"))).to_pylist()
+    assert unmatched and all(row["catalog_id"] is None and row["pixels"] is None for row in unmatched)
+    assert 0 < sum(row["saturated"] for row in rows.values()) < len(rows) / 2
+
+
+def test_a_table_of_matched_stars_only_gives_no_sources() -> None:
+    """Tables written before every detection was stored: process-observation detects again."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"source_id": [0, 3], "x": [1.0, 2.0]}), buffer)
+    assert read_sources(buffer.getvalue()) is None
+
+
+def test_the_sources_table_holds_every_detection_column() -> None:
+    assert tuple(DETECTION_TYPES) == SOURCE_COLUMNS
 
 
 def test_a_redelivery_is_already_done_and_a_reprocessing_replaces_the_rows(solved_run) -> None:

@@ -17,6 +17,7 @@ from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.topology import load_topology
 from panoptes_network.science import background_model as bm
 from panoptes_network.science import fits_codec
+from panoptes_network.science.source_detection import superpixel_rms
 from panoptes_network.steps import subtract_background
 from panoptes_network.synthetic import frames as synthetic
 from step_harness import deliver as deliver_to
@@ -55,6 +56,19 @@ def test_load_model_is_full_resolution_with_the_black_level(synthetic_frame, syn
     subtracted = data.astype(np.float32) - model
     assert abs(float(np.median(subtracted))) < 1.0  # sky removed, black level included in the model
     assert 5 < float(np.median(rms)) < 30
+
+
+def test_subtracting_channel_by_channel_is_the_full_model_subtracted(synthetic_frame, synthetic_file) -> None:
+    """What the plate-solver uses (no full-frame maps) against contract 1's full-resolution maps."""
+    data, _, _ = synthetic_frame
+    model, rms = bm.load_model(synthetic_file), bm.load_rms(synthetic_file)
+    subtracted = bm.BackgroundFile(synthetic_file).subtract(data)
+    assert np.array_equal(subtracted.frame, data.astype(np.float32) - model)  # the same float32 values
+    assert np.allclose(subtracted.superpixel_rms, superpixel_rms(rms, data.shape), rtol=1e-6)
+    assert subtracted.sky_rms == pytest.approx(float(np.median(rms)), rel=0.005)  # a sample of a smooth map
+    assert subtracted.sky_level == pytest.approx(float(np.median(model)), abs=0.5)
+    with pytest.raises(BadInput, match="differ in shape"):
+        bm.BackgroundFile(synthetic_file).subtract(data[:-2])
 
 
 def test_the_background_matches_the_known_sky_in_every_channel(synthetic_frame, synthetic_file) -> None:

@@ -55,6 +55,18 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 
+# How the plate-solver stores the processed frame (science/processed_image.py says what each means).
+PROCESSED_STORAGE_CHOICES = ("quantized", "lossless")
+
+
+def processed_storage(value: str) -> str:
+    """``PANOPTES_PROCESSED_STORAGE``, checked: a typo fails at start, not on the first frame."""
+    if value not in PROCESSED_STORAGE_CHOICES:
+        raise ValueError(
+            f"PANOPTES_PROCESSED_STORAGE is {value!r}; expected one of {', '.join(PROCESSED_STORAGE_CHOICES)}"
+        )
+    return value
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -80,6 +92,8 @@ class Settings:
     max_drift_px: float = 18.0  # more drift across the observation: too_much_drift
     stamp_size: int = 16  # px, the stamp cube's window
     sweep_interval_seconds: float = 600.0  # the local stack's sweep timer (the cloud's: Cloud Scheduler)
+    # plate-solver: the processed frame quantized below the sky noise (5x smaller) or lossless.
+    processed_storage: str = "quantized"
 
     @property
     def observation_quiet(self) -> dt.timedelta:
@@ -98,8 +112,8 @@ class Settings:
         """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
         ``DATABASE_URL``, ``PANOPTES_DATABASE_SCHEMA``, ``PANOPTES_REFERENCE_CATALOG``,
         ``PANOPTES_LEASE_SECONDS``, the ``PANOPTES_MAX_*`` limits, ``PANOPTES_OBSERVATION_QUIET_MINUTES``,
-        ``PANOPTES_MIN_FRAMES``, ``PANOPTES_MAX_DRIFT_PX``, ``PANOPTES_STAMP_SIZE`` and
-        ``PANOPTES_SWEEP_INTERVAL_SECONDS``."""
+        ``PANOPTES_MIN_FRAMES``, ``PANOPTES_MAX_DRIFT_PX``, ``PANOPTES_STAMP_SIZE``,
+        ``PANOPTES_SWEEP_INTERVAL_SECONDS`` and ``PANOPTES_PROCESSED_STORAGE``."""
         topology = topology or load_topology()
         buckets = {key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()}
         return cls(
@@ -119,6 +133,7 @@ class Settings:
             max_drift_px=float(env.get("PANOPTES_MAX_DRIFT_PX") or 18.0),
             stamp_size=int(env.get("PANOPTES_STAMP_SIZE") or 16),
             sweep_interval_seconds=float(env.get("PANOPTES_SWEEP_INTERVAL_SECONDS") or 600.0),
+            processed_storage=processed_storage(env.get("PANOPTES_PROCESSED_STORAGE") or "quantized"),
         )
 
 

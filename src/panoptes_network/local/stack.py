@@ -246,6 +246,7 @@ def start_stack(
             "PANOPTES_MIN_FRAMES": str(settings.min_frames),
             "PANOPTES_MAX_DRIFT_PX": str(settings.max_drift_px),
             "PANOPTES_STAMP_SIZE": str(settings.stamp_size),
+            "PANOPTES_PROCESSED_STORAGE": settings.processed_storage,
         }
         services: dict[str, emulators.Server] = {}
         timeouts = {s.name: s.ack_deadline_seconds for s in topology.services}

@@ -51,7 +51,7 @@ import dataclasses
 import functools
 import io
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -440,36 +440,82 @@ def _deterministic_bytes(hdus: fits.HDUList) -> bytes:
     return buffer.getvalue()
 
 
-def _assemble(data: bytes, kind: str, with_black: bool) -> np.ndarray:
-    hdus = open_fits(data, "background file")
-    header = hdus[0].header
-    full = np.full((header["RAWNAX2"], header["RAWNAX1"]), np.nan, dtype=np.float32)
-    found = 0
-    for hdu in hdus[1:]:
-        if hdu.name.startswith(f"{kind}_"):
-            h = hdu.header
-            values = expand(hdu.data, h["MESH"], (h["CHANNX2"], h["CHANNX1"]))
-            full[h["ROW0"] :: 2, h["COL0"] :: 2] = values + np.float32(h["BLACKLVL"] if with_black else 0.0)
-            found += 1
-    if found != 4 or not np.all(np.isfinite(full)):
-        raise BadInput(f"background file does not cover the frame with 4 {kind}_* channels")
-    return full
+PHASES = {(0, 0), (0, 1), (1, 0), (1, 1)}  # (ROW0, COL0) of the four channels
+
+
+class BackgroundFile:
+    """A background file parsed once, its maps expanded one channel at a time: what the plate-solver
+    needs without the full-frame model and RMS (72 MB of float32 each on a full frame)."""
+
+    def __init__(self, data: bytes) -> None:
+        hdus = open_fits(data, "background file")
+        header = hdus[0].header
+        self.shape = (int(header["RAWNAX2"]), int(header["RAWNAX1"]))
+        try:
+            self.white_level = float(header["WHITELVL"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInput("background file has no valid WHITELVL (saturation level)", exc) from exc
+        self._grids = {hdu.name: hdu for hdu in hdus[1:] if hdu.name.startswith(("BKG_", "RMS_"))}
+        for kind in ("BKG", "RMS"):
+            grids = [hdu for name, hdu in self._grids.items() if name.startswith(kind)]
+            phases = {(hdu.header["ROW0"], hdu.header["COL0"]) for hdu in grids}
+            if len(grids) != 4 or phases != PHASES or not all(np.isfinite(hdu.data).all() for hdu in grids):
+                raise BadInput(f"background file does not cover the frame with 4 {kind}_* channels")
+
+    def maps(self, kind: str) -> Iterator[tuple[int, int, np.ndarray]]:
+        """(ROW0, COL0, map on the channel grid) of each channel: ``BKG`` (raw ADU, black included) or ``RMS``."""
+        for name in sorted(self._grids):
+            if name.startswith(f"{kind}_"):
+                h = self._grids[name].header
+                values = expand(self._grids[name].data, h["MESH"], (h["CHANNX2"], h["CHANNX1"]))
+                yield h["ROW0"], h["COL0"], values + np.float32(h["BLACKLVL"]) if kind == "BKG" else values
+
+    def full(self, kind: str) -> np.ndarray:
+        full = np.empty(self.shape, dtype=np.float32)
+        for row0, col0, values in self.maps(kind):
+            full[row0::2, col0::2] = values
+        return full
+
+    def subtract(self, raw: np.ndarray) -> Subtracted:
+        """``raw - load_model(data)`` (the same float32 values), the model's median, the superpixel
+        RMS (``source_detection``'s grid: the root of each 2x2 cell's summed variances) and the
+        median per-pixel RMS, built channel by channel; the medians of every other row and
+        column of each channel (the maps are smooth splines)."""
+        if raw.shape != self.shape:
+            raise BadInput(f"background {self.shape} and raw image {raw.shape} differ in shape")
+        frame = raw.astype(np.float32)
+        levels = []
+        for row0, col0, model in self.maps("BKG"):
+            frame[row0::2, col0::2] -= model
+            levels.append(model[::2, ::2].ravel())
+        cells = (self.shape[0] // 2, self.shape[1] // 2)
+        variance = np.zeros(cells, np.float32)
+        spreads = []
+        for _, _, rms in self.maps("RMS"):
+            variance += np.square(rms[: cells[0], : cells[1]])
+            spreads.append(rms[::2, ::2].ravel())
+        level, sky_rms = (float(np.median(np.concatenate(sample))) for sample in (levels, spreads))
+        return Subtracted(frame, level, np.sqrt(variance), sky_rms)
+
+
+@dataclasses.dataclass(frozen=True)
+class Subtracted:
+    frame: np.ndarray  # float32, raw minus the model
+    sky_level: float  # raw ADU, black included: the model's median
+    superpixel_rms: np.ndarray  # float32, (rows // 2, cols // 2)
+    sky_rms: float  # ADU: the median per-pixel RMS
 
 
 def load_model(data: bytes) -> np.ndarray:
     """The full-resolution background in raw ADU, black level included (contract 1)."""
-    return _assemble(data, "BKG", with_black=True)
+    return BackgroundFile(data).full("BKG")
 
 
 def load_white_level(data: bytes) -> float:
     """The raw ADU (black included) at and above which the model treated pixels as saturated."""
-    header = open_fits(data, "background file")[0].header
-    try:
-        return float(header["WHITELVL"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadInput("background file has no valid WHITELVL (saturation level)", exc) from exc
+    return BackgroundFile(data).white_level
 
 
 def load_rms(data: bytes) -> np.ndarray:
     """The full-resolution per-pixel sky RMS in ADU (contract 1)."""
-    return _assemble(data, "RMS", with_black=False)
+    return BackgroundFile(data).full("RMS")

@@ -7,6 +7,7 @@ point uses GZIP_1 with quantization off, because fpack's default quantization si
 from __future__ import annotations
 
 import io
+import re
 import warnings
 
 import numpy as np
@@ -79,13 +80,26 @@ def to_bytes(hdus: fits.HDUList) -> bytes:
 CHECKSUM_CARDS = ("CHECKSUM", "DATASUM", "ZHECKSUM", "ZDATASUM")
 
 
+# A checksum card (CHECKSUM_CARDS), whole: 8 bytes of keyword, "= ", value and the comment astropy
+# writes the time into.
+CHECKSUM_CARD = re.compile(rb"(?:CHECKSUM|DATASUM |ZHECKSUM|ZDATASUM)= .{70}", re.DOTALL)
+
+
+def without_checksum_cards(data: bytes) -> bytes:
+    """The bytes with every checksum card (at a card boundary) blanked: two writes of the same
+    content compare equal without decoding either (a full frame decoded twice is 150 MB)."""
+    return CHECKSUM_CARD.sub(lambda m: b" " * 80 if m.start() % 80 == 0 else m.group(), data)
+
+
 def same_content(a: bytes, b: bytes) -> bool:
-    """Whether two objects hold the same content: equal bytes, or FITS files whose headers
-    (checksum cards aside) and data are equal."""
+    """Whether two objects hold the same content: equal bytes (checksum cards aside), or FITS
+    files whose headers (checksum cards aside) and data are equal."""
     if a == b:
         return True
     if not (a.startswith(b"SIMPLE  =") and b.startswith(b"SIMPLE  =")):
         return False
+    if len(a) == len(b) and without_checksum_cards(a) == without_checksum_cards(b):
+        return True
     try:
         first, second = open_fits(a, "first"), open_fits(b, "second")
     except BadInput:
@@ -108,20 +122,39 @@ def compressed_file(data: np.ndarray, header: fits.Header | None = None) -> byte
 
 
 # Derived floating-point images (an observation's stack and difference image), which no step
-# reads back as data: fpack's own default, Rice on values quantized to 1/16 of each tile's noise,
-# subtractively dithered (a fixed seed: the same image gives the same bytes). It adds 0.07 sigma of
-# noise; on a full frame it is 2x faster to write than lossless GZIP_1 and the file 4x smaller.
+# reads back as data: Rice on values quantized to 1/16 of the image's noise (the MAD of every
+# 4th pixel of every 4th row), subtractively dithered (a fixed seed: the same image gives the
+# same bytes). The rounding adds 0.018 sigma of noise. One step for the image rather than
+# cfitsio's estimate per tile (fpack's way): on a full frame 0.25 s to write instead of 0.9 s.
 QUANTIZE_LEVEL = 16.0
 
 
-def quantized_file(data: np.ndarray, header: fits.Header | None = None) -> bytes:
-    """A ``.fits.fz`` of a float image quantized below its noise (``QUANTIZE_LEVEL``), Rice-compressed."""
-    image = fits.CompImageHDU(
-        np.asarray(data, dtype=np.float32),
+def image_noise(data: np.ndarray) -> float:
+    """A robust standard deviation of the image (1.4826 MAD of a 1/16 sample, NaNs ignored)."""
+    sample = np.asarray(data[::4, ::4], dtype=np.float64)
+    sample = sample[np.isfinite(sample)]
+    if sample.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(sample - np.median(sample))))
+
+
+def quantized_file(data: np.ndarray, header: fits.Header | None = None, step: float | None = None) -> bytes:
+    """A ``.fits.fz`` of a float image quantized below its noise, Rice-compressed in 16-row tiles,
+    to an absolute ``step`` (ADU): every pixel within ``step / 2`` (subtractive dithering: the error
+    is uniform, its RMS ``step / sqrt(12)``). Without ``step``: 1/``QUANTIZE_LEVEL`` of the image's
+    noise (``image_noise``), or cfitsio's per-tile estimate for an image without noise."""
+    if step is not None and not (np.isfinite(step) and step > 0):
+        raise ValueError(f"a quantization step must be a positive number of ADU, not {step!r}")
+    image = np.asarray(data, dtype=np.float32)
+    if step is None and (noise := image_noise(image)) > 0:
+        step = noise / QUANTIZE_LEVEL
+    hdu = fits.CompImageHDU(
+        image,
         header=header,
         compression_type="RICE_1",
-        quantize_level=QUANTIZE_LEVEL,
+        quantize_level=QUANTIZE_LEVEL if step is None else -float(step),  # negative: an absolute step
         quantize_method=1,  # SUBTRACTIVE_DITHER_1
         dither_seed=1,
+        tile_shape=(min(RICE_TILE_ROWS, image.shape[0]), image.shape[1]),
     )
-    return to_bytes(fits.HDUList([fits.PrimaryHDU(), image]))
+    return to_bytes(fits.HDUList([fits.PrimaryHDU(), hdu]))

@@ -65,7 +65,7 @@ class ObservationFrame:
     wcs_header: fits.Header  # the solved frame's WCS
     load_pixels: Callable[[], np.ndarray]  # background-subtracted float32 image, loaded on demand
     load_preview: Callable[[], bytes | None]  # quick-look JPEG/PNG bytes (or None: rendered from the pixels)
-    sources: Sources | None  # per-frame sources if the plate-solver stored them (else detected here)
+    load_sources: Callable[[], Sources | None]  # the plate-solver's stored detections (None: detected here)
     sky_level: float | None = None  # ADU above black (the image's background statistics), if known
     sky_rms: float | None = None  # ADU; None: measured on the pixels
 
@@ -162,7 +162,7 @@ def first_pass(index: int, frame: ObservationFrame, scratch: Path, settings: Pro
         raise BadInput(f"frame {frame.image_id} has {pixels.ndim} dimensions, not 2")
     rms = frame.sky_rms if frame.sky_rms is not None else float(mad_std(pixels[::4, ::4], ignore_nan=True))
     level = math.nan if frame.sky_level is None else frame.sky_level
-    metrics, sources = fq.measure_frame(pixels, level, rms, settings.quality, sources=frame.sources)
+    metrics, sources = fq.measure_frame(pixels, level, rms, settings.quality, sources=frame.load_sources())
     preview = frame.load_preview()
     picture = preview if preview else render_pixels(pixels, settings.timelapse.width)
     return FirstPass(metrics, sources, picture, SpilledFrame.write(scratch / f"{index}.f32", pixels))

@@ -79,9 +79,13 @@ def superpixels(frame: np.ndarray) -> np.ndarray:
 
 
 def superpixel_rms(rms: np.ndarray | float, shape: tuple[int, int]) -> np.ndarray | float:
-    """The RMS of a sum of four pixels: the root of the summed variances."""
+    """The RMS of a sum of four pixels: the root of the summed variances. A map already on the
+    superpixel grid (``shape`` halved, as ``background_model.BackgroundFile.subtract`` builds it
+    without the full-frame map) is that RMS."""
     if not isinstance(rms, np.ndarray):
         return 2.0 * float(rms)
+    if rms.shape == (shape[0] // 2, shape[1] // 2):
+        return np.asarray(rms, dtype=np.float32)
     return np.asarray(np.sqrt(superpixels(np.square(np.asarray(rms, dtype=np.float32)))), dtype=np.float32)
 
 
@@ -100,8 +104,8 @@ def detect_sources(
     settings: DetectionSettings = DetectionSettings(),
     saturated: np.ndarray | None = None,
 ) -> Sources:
-    """Sources on a background-subtracted frame, given the per-pixel (or global) sky RMS and,
-    when known, the raw frame's saturated pixels (a boolean mask of the frame's shape)."""
+    """Sources on a background-subtracted frame, given the sky RMS (one value, per pixel, or per
+    superpixel: ``superpixel_rms``) and, when known, the raw frame's saturated pixels (a boolean mask of the frame's shape)."""
     data = superpixels(frame)
     err = superpixel_rms(rms, frame.shape)
     sep.set_extract_pixstack(max(300_000, data.size // 4))

@@ -2,12 +2,15 @@
 
 Input (from subtract-background on ``plate-solve``): the raw Bayer ``.fits.fz`` and, in
 ``extra["background"]``, the exact background file; both are read at their generations, and
-``raw - background_model.load_model(...)`` is the frame everything here works on. Outputs:
+``raw - background_model.load_model(...)`` (built channel by channel) is the frame everything here works on. Outputs:
 
-- ``{processed}/{base_path}.fits.fz``: background-subtracted float32 (lossless GZIP_1), the raw
-  header, the TAN-SIP WCS and pipeline keywords (PIPEVERS, BKGFILE, SOLVTIER, NMATCH; nothing that varies between
+- ``{processed}/{base_path}.fits.fz``: background-subtracted float32, quantized to a quarter of
+  the sky RMS (Rice, subtractive dithering) or lossless (``PANOPTES_PROCESSED_STORAGE``; the
+  step record's ``processed_storage`` and the PSTORAGE/QSTEP cards say which,
+  ``science/processed_image.py`` what each means), the raw header, the TAN-SIP WCS and pipeline keywords (PIPEVERS, BKGFILE, SOLVTIER, NMATCH; nothing that varies between
   runs, such as CPU time, so that a rerun writes the same bytes);
-- ``{base_path}.png`` beside it: the quick look; ``{base_path}-sources.parquet``: the stamp table;
+- ``{base_path}.png`` beside it: the quick look; ``{base_path}-sources.parquet``: every detection, with the
+  stamp rows of the matched ones (``science/sources_table.py`` lists the columns);
 - the stamp rows in the context's stamp store (``stamps``: PostgreSQL in the cloud,
   ``{data_dir}/stamps.sqlite`` embedded), replacing the image's previous rows in one transaction.
 
@@ -39,7 +42,7 @@ from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.step import Step, StepResult, Target, Work
 from panoptes_network.core.step_records import now
 from panoptes_network.science import fits_codec
-from panoptes_network.science.background_model import load_model, load_rms, load_white_level
+from panoptes_network.science.background_model import BackgroundFile
 from panoptes_network.science.frame_astrometry import (
     AnalysisSettings,
     FrameAnalysis,
@@ -48,6 +51,7 @@ from panoptes_network.science.frame_astrometry import (
     source_summary,
     stamp_rows,
 )
+from panoptes_network.science.processed_image import stored_image
 from panoptes_network.science.quick_look import QuickLookSettings, render
 from panoptes_network.science.solve_field import Solution
 from panoptes_network.science.sources_table import sources_parquet
@@ -98,9 +102,10 @@ class Frame:
     """The background-subtracted frame and what goes with it."""
 
     pixels: np.ndarray  # float32, raw minus the background model
-    rms: np.ndarray  # per-pixel sky RMS
+    rms: np.ndarray  # sky RMS per 2x2 superpixel (source_detection's grid)
     header: fits.Header  # the raw header
     sky_level: float  # median of the background model
+    sky_rms: float  # median per-pixel sky RMS
     saturated: np.ndarray  # bool: raw pixels at or above the background file's white level
 
 
@@ -108,15 +113,12 @@ def load_frame(work: Work) -> Frame:
     """The background-subtracted frame, the sky RMS, the raw header, the sky level and the saturated pixels."""
     raw = fits_codec.open_fits(work.read("raw"), "raw image", work.context.settings.limits)
     hdu = fits_codec.image_hdu(raw, "raw image")
-    background_bytes = work.read("background")
-    model = load_model(background_bytes)
-    if model.shape != hdu.data.shape:
-        raise BadInput(f"background {model.shape} and raw image {hdu.data.shape} differ in shape")
-    sky_level = float(np.median(model[::4, ::4]))  # a sample: the model is smooth, and a full median copies it
-    saturated = hdu.data >= load_white_level(background_bytes)
-    frame = hdu.data.astype(np.float32)
-    frame -= model
-    return Frame(frame, load_rms(background_bytes), hdu.header, sky_level, saturated)
+    background = BackgroundFile(work.read("background"))
+    subtracted = background.subtract(hdu.data)
+    saturated = hdu.data >= background.white_level
+    return Frame(
+        subtracted.frame, subtracted.superpixel_rms, hdu.header, subtracted.sky_level, subtracted.sky_rms, saturated
+    )
 
 
 def processed_header(raw: fits.Header, analysis: FrameAnalysis, solved: Solved, background: ObjectRef) -> fits.Header:
@@ -154,13 +156,15 @@ def store_outputs(
     frame: np.ndarray,
     header: fits.Header,
     background: ObjectRef,
+    sky_rms: float,
 ) -> dict[str, Any]:
-    """Processed image, quick look, sources table and SQL rows; what the stamp rows went into."""
+    """Processed image, quick look, sources table and SQL rows; how the image was stored and what
+    the stamp rows went into (the step record's ``processed_storage`` and ``stamps``)."""
     message = work.message
     context = work.context
     rows = stamp_rows(analysis, message.image_id, message.sequence_id)
-    processed = fits_codec.compressed_file(
-        frame.astype(np.float32), processed_header(header, analysis, solved, background)
+    processed = stored_image(
+        frame, processed_header(header, analysis, solved, background), context.settings.processed_storage, sky_rms
     )
     matched = analysis.sources.take(solved.matches.source_index)
     png = render(
@@ -171,8 +175,15 @@ def store_outputs(
         matched.flux,
         settings.quick_look,
     )
-    work.write({"processed": processed, "quick_look": png, "sources": sources_parquet(rows)})
-    return {"database": context.stamps.database, "rows": context.stamps.replace(message.image_id, rows)}
+    work.write(
+        {
+            "processed": processed.data,
+            "quick_look": png,
+            "sources": sources_parquet(message.image_id, message.sequence_id, analysis.sources, rows),
+        }
+    )
+    stamps = {"database": context.stamps.database, "rows": context.stamps.replace(message.image_id, rows)}
+    return {"processed_storage": processed.record(), "stamps": stamps}
 
 
 def process(work: Work, settings: PlateSolveSettings) -> StepResult:
@@ -180,19 +191,19 @@ def process(work: Work, settings: PlateSolveSettings) -> StepResult:
     context = work.context
     background = work.inputs["background"]
     frame = load_frame(work)
-    sky = {"background_adu": round(frame.sky_level, 2), "rms_adu": round(float(np.median(frame.rms)), 3)}
+    sky = {"background_adu": round(frame.sky_level, 2), "rms_adu": round(frame.sky_rms, 3)}
     analysis = analyse_frame(
         frame.pixels, frame.rms, frame.header, context.catalog.cone, settings.analysis, frame.saturated
     )
     solved = analysis.solved()
     if solved is None:
         return unsolved(analysis, sky, background)
-    stamps = store_outputs(work, settings, analysis, solved, frame.pixels, frame.header, background)
+    stored = store_outputs(work, settings, analysis, solved, frame.pixels, frame.header, background, sky["rms_adu"])
     geometry = solved.geometry
     summary = source_summary(analysis)
     return StepResult(
         reason=f"solved ({analysis.solution.tier}), {summary['matched']} stars matched",
-        record={**solve_record(analysis.solution), "background": background.identity, "stamps": stamps},
+        record={**solve_record(analysis.solution), "background": background.identity, **stored},
         fields={
             "solved": True,
             "ra_image": round(geometry.ra, 6),

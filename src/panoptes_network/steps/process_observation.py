@@ -8,7 +8,8 @@ was processed, no frame arrived since and a rerun's token is the one recorded.
 The usable frames (status ``solved``, frame type ``science``) are handed to
 ``science.observation_products.make_products`` as ``ObservationFrame``s: the WCS header is read
 from the plate-solver's processed image (a ranged read of its header), the background-subtracted
-pixels and the quick look only when the science asks for them. Every product is written
+pixels, the quick look and the sources table (every detection: not detected again) only when the
+science asks for them. Every product is written
 create-only under the processed bucket at ``{sequence folder}/{suffix}``; a rerun token
 replaces them. The outcome (``processed``, ``not_enough_frames``, ``too_much_drift`` with the
 drift), the products' locations and objects, frame counts and the field go on the observation,
@@ -63,6 +64,8 @@ from panoptes_network.science.observation_products import (
     ProductsSettings,
     make_products,
 )
+from panoptes_network.science.source_detection import Sources
+from panoptes_network.science.sources_table import read_sources
 
 NAME = "process-observation"
 SOLVER = "plate-solver"  # the step whose outputs the frames are read from
@@ -99,6 +102,10 @@ def _preview(context: Context, ref: ObjectRef | None) -> bytes | None:
     return None if ref is None else context.storage.read(ref)
 
 
+def _sources(context: Context, ref: ObjectRef | None) -> Sources | None:
+    return None if ref is None else read_sources(context.storage.read(ref))
+
+
 def observation_frame(context: Context, image_id: str, image: dict[str, Any]) -> ObservationFrame | None:
     """A usable frame as the science sees it; None when the plate-solver recorded no processed image."""
     processed = solver_output(image, "processed")
@@ -116,7 +123,7 @@ def observation_frame(context: Context, image_id: str, image: dict[str, Any]) ->
         wcs_header=header,
         load_pixels=partial(_pixels, context, processed),
         load_preview=partial(_preview, context, solver_output(image, "quick_look")),
-        sources=None,
+        load_sources=partial(_sources, context, solver_output(image, "sources")),
         sky_level=sky.get("background_adu"),
         sky_rms=sky.get("rms_adu"),
     )
