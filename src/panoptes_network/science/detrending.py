@@ -1,4 +1,4 @@
-"""Time and trends: mid-exposure BJD_TDB, the airmass of each frame, and what the comparison leaves.
+"""Time and trends: mid-exposure BJD_TDB, and the trend in airmass the comparison leaves.
 
 Times: a transit's mid-time is compared across nights and observatories, so it is given in
 Barycentric Julian Date (TDB) at mid-exposure: DATE-OBS + EXPTIME / 2, UTC to TDB by astropy, plus
@@ -49,20 +49,6 @@ def bjd_tdb(times: Time, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     delay_s = stars.T @ earth / SPEED_OF_LIGHT
     tdb = times.tdb
     return np.asarray(tdb.jd1[None, :] + tdb.jd2[None, :] + delay_s / 86400.0)
-
-
-def airmass_from_site(
-    times: Time, ra_deg: float, dec_deg: float, latitude_deg: float, longitude_deg: float
-) -> np.ndarray:
-    """Plane-parallel airmass sec(z) of (ra, dec) at a site, from the mean sidereal time of the UTC
-    date (UT1 and UTC are under a second apart: far below what an airmass needs); NaN below the horizon."""
-    days = times.utc.jd - 2451545.0
-    sidereal_deg = 280.46061837 + 360.98564736629 * days + longitude_deg
-    hour_angle = np.radians(sidereal_deg - ra_deg)
-    lat, dec = np.radians(latitude_deg), np.radians(dec_deg)
-    altitude_sin = np.sin(lat) * np.sin(dec) + np.cos(lat) * np.cos(dec) * np.cos(hour_angle)
-    with np.errstate(divide="ignore"):
-        return np.asarray(np.where(altitude_sin > 0, 1.0 / altitude_sin, np.nan))
 
 
 def trend_design(airmass: np.ndarray, time: np.ndarray) -> np.ndarray:

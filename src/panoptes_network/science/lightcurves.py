@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.time import Time
 
 from panoptes_network.science import comparison_stars, detrending, forced_photometry, transit_search
 from panoptes_network.science.fluxes import Fluxes
@@ -26,14 +25,6 @@ class LightcurveSettings:
     comparison: comparison_stars.ComparisonSettings = comparison_stars.ComparisonSettings()
     detrend: detrending.DetrendSettings = detrending.DetrendSettings()
     search: transit_search.SearchSettings = transit_search.SearchSettings()
-
-
-@dataclasses.dataclass(frozen=True)
-class Site:
-    """Where the unit stands (the header's LAT-OBS, LONG-OBS): the airmass of frames without AIRMASS."""
-
-    latitude_deg: float
-    longitude_deg: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +43,7 @@ class CubeData:
     image_ids: list[str]  # (frames,)
     starts: list[dt.datetime]  # DATE-OBS, UTC
     exposure: np.ndarray  # (frames,) s
-    airmass: np.ndarray  # (frames,) NaN when unknown
+    airmass: np.ndarray  # (frames,) the headers' AIRMASS; NaN when unknown (the trend is then fitted in time)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,20 +81,7 @@ def read_cube(path: Path) -> CubeData:
     )
 
 
-def frame_airmass(cube: CubeData, times: Time, site: Site | None) -> np.ndarray:
-    """The frames' airmass: the header's where known, else from the site, the field and the time."""
-    airmass = np.array(cube.airmass, dtype=np.float64)
-    missing = ~np.isfinite(airmass)
-    if missing.any() and site is not None and len(cube.ra):
-        ra, dec = float(np.nanmedian(cube.ra)), float(np.nanmedian(cube.dec))
-        computed = detrending.airmass_from_site(times, ra, dec, site.latitude_deg, site.longitude_deg)
-        airmass[missing] = computed[missing]
-    return airmass
-
-
-def make_lightcurves(
-    cube: CubeData, settings: LightcurveSettings = LightcurveSettings(), site: Site | None = None
-) -> Lightcurves:
+def make_lightcurves(cube: CubeData, settings: LightcurveSettings = LightcurveSettings()) -> Lightcurves:
     """Every star's lightcurve and best transit box (see the module's docstring)."""
     photometry = forced_photometry.measure(cube.stamps, cube.stamp_x, cube.stamp_y, cube.flags, settings.photometry)
     times = detrending.mid_exposure(cube.starts, cube.exposure)
@@ -113,7 +91,7 @@ def make_lightcurves(
         ra=cube.ra,
         dec=cube.dec,
         time=detrending.bjd_tdb(times, cube.ra, cube.dec),
-        airmass=frame_airmass(cube, times, site),
+        airmass=cube.airmass,
         exposure=cube.exposure,
         photometry=photometry,
     )

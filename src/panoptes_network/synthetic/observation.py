@@ -325,9 +325,12 @@ def render_frame(truth: ObservationTruth, frame: PlannedFrame) -> tuple[np.ndarr
         night = truth.night
         sites = None if night is None else night.site_weights(frame.index if frame.is_science else 0)
         draw_stars(signal, x, y, flux, frame.fwhm, sites)
-    electrons = rng.poisson(np.clip(signal, 0, None) * GAIN)
-    adu = electrons / GAIN + BLACK_LEVEL + rng.normal(0, READ_NOISE, shape)
-    data = np.clip(np.rint(adu), 0, BLACK_LEVEL + SATURATION).astype(np.uint16)
+    adu = rng.poisson(np.clip(signal, 0, None) * GAIN).astype(np.float64)  # electrons; in place below (a full frame)
+    adu /= GAIN
+    adu += BLACK_LEVEL
+    adu += rng.normal(0, READ_NOISE, shape)
+    np.rint(adu, out=adu)
+    data = np.clip(adu, 0, BLACK_LEVEL + SATURATION, out=adu).astype(np.uint16)
     return data, _header(truth, frame)
 
 
