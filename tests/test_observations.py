@@ -37,6 +37,7 @@ from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ObservationStatus
 from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.science import fits_codec
+from panoptes_network.science.lightcurve_products import LIGHTCURVE_FILES
 from panoptes_network.science.observation_products import PRODUCT_FILES
 from panoptes_network.synthetic.star_field import draw_stars
 from step_harness import deliver, drain_messages, local
@@ -271,6 +272,50 @@ def test_a_late_frame_leads_to_one_reprocessing_that_replaces_the_products(night
     assert sweep_at(night.context, NOW + QUIET) == []
 
 
+def lightcurves(context: Context, message: ObservationMessage, message_id: str = "l-1") -> Any:
+    data, attributes = message.encode()
+    return deliver(context, "make-lightcurves", PushMessage(message_id, data, attributes))
+
+
+def test_a_processed_observation_goes_on_to_make_lightcurves_once_and_again_after_a_late_frame(
+    tmp_path: Path,
+) -> None:
+    context, queue = local(tmp_path)
+    night = Night(context)
+    for _ in range(12):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    early = lightcurves(context, ObservationMessage(SEQ, "processed"))
+    assert early.outcome is Outcome.DONE and "nothing to do" in early.reason
+    assert process(context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
+    [published] = [m for m in drain_messages(queue) if m.topic == "make-lightcurves"]
+    message = parse_observation_message(PushMessage("p-1", published.data, dict(published.attributes)))
+    assert message == ObservationMessage(SEQ, "processed", None)
+    assert lightcurves(context, message).outcome is Outcome.DONE
+    made = (records.observation(context.metadata, SEQ) or {})["lightcurves"]
+    assert set(made["products"]) == set(LIGHTCURVE_FILES)
+    assert made["frames"] == 12 and made["stars"] > 0 and made["candidates"] == []
+    assert made["target"]["star_id"] and made["comparison"]["usable"] > 0
+    first = {
+        name: generation
+        for name, generation in products(context).items()
+        if "lightcurve" in name or "comparisons" in name
+    }
+    assert len(first) == 3
+    assert lightcurves(context, message, "l-2").outcome is Outcome.ALREADY_DONE, "a redelivery"
+    night.add_frame(NOW - dt.timedelta(minutes=40))
+    [late] = sweep_at(context, NOW)
+    assert process(context, late).outcome is Outcome.DONE
+    [again] = [m for m in drain_messages(queue) if m.topic == "make-lightcurves"]
+    rerun = parse_observation_message(PushMessage("p-2", again.data, dict(again.attributes)))
+    assert rerun.rerun == late.rerun
+    assert [lightcurves(context, rerun, f"l-{i}").outcome for i in range(3, 5)] == [Outcome.DONE, Outcome.ALREADY_DONE]
+    second = {name: generation for name, generation in products(context).items() if name in first}
+    assert set(second) == set(first), "the same names: replaced, never duplicated"
+    table = f"{FOLDER}/lightcurves.parquet"
+    assert second[table] != first[table], "13 frames now: the lightcurves replaced"
+    assert (records.observation(context.metadata, SEQ) or {})["lightcurves"]["frames"] == 13
+
+
 def test_too_few_frames_and_too_much_drift_are_science_outcomes(tmp_path: Path) -> None:
     few = Night(local(tmp_path / "few")[0])
     for _ in range(5):
@@ -455,6 +500,16 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
         stars, frames, size, _ = hdus["STAMPS"].data.shape
         assert frames == spec.frames - 1 and len(hdus["FRAMES"].data) == frames and size >= 14
         assert stars == len(hdus["STARS"].data) > 10, "the field's catalog stars inside every usable frame"
+    made = observation["lightcurves"]
+    lightcurves = {key: data / "buckets" / location for key, location in made["products"].items()}
+    assert set(lightcurves) == set(LIGHTCURVE_FILES)
+    table = pq.read_table(lightcurves["lightcurves"]).to_pandas()
+    assert table["star"].nunique() == stars == made["stars"] and table["frame"].nunique() == frames == made["frames"]
+    assert set(table["channel"]) == {"R", "G", "B", "sum"} and len(table) == stars * frames * 4
+    assert pq.read_table(lightcurves["comparisons"]).num_rows > 0
+    assert Image.open(lightcurves["lightcurve_plot"]).format == "PNG"
+    assert made["candidates"] == [], "no star varies in this night"
+    assert made["target"]["star_id"] and made["precision"] and made["precision"][0]["ppm_frame"]["sum"] > 0
     again = runner.finish_observation(sequence_id, "embedded run finished")
     assert [h.outcome for h in again] == [Outcome.ALREADY_DONE]
 

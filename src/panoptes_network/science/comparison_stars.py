@@ -26,7 +26,7 @@ from panoptes_network.science.forced_photometry import CHANNELS
 class ComparisonSettings:
     max_stars: int = 20  # comparison stars per star
     iterations: int = 4  # Broeg re-weightings
-    variable_factor: float = 2.0  # observed / expected scatter beyond which a star is no comparison
+    variable_factor: float = 1.5  # observed / expected scatter beyond which a star is no comparison
     colour_scale: float = 1.0  # mag of colour difference that counts like 1 mag of brightness
 
 
