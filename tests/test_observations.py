@@ -503,9 +503,9 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
     made = observation["lightcurves"]
     lightcurves = {key: data / "buckets" / location for key, location in made["products"].items()}
     assert set(lightcurves) == set(LIGHTCURVE_FILES)
-    table = pq.read_table(lightcurves["lightcurves"]).to_pandas()
-    assert table["star"].nunique() == stars == made["stars"] and table["frame"].nunique() == frames == made["frames"]
-    assert set(table["channel"]) == {"R", "G", "B", "sum"} and len(table) == stars * frames * 4
+    table = pq.read_table(lightcurves["lightcurves"]).to_pydict()
+    assert len(set(table["star"])) == stars == made["stars"] and len(set(table["frame"])) == frames == made["frames"]
+    assert set(table["channel"]) == {"R", "G", "B", "sum"} and len(table["star"]) == stars * frames * 4
     assert pq.read_table(lightcurves["comparisons"]).num_rows > 0
     assert Image.open(lightcurves["lightcurve_plot"]).format == "PNG"
     assert made["candidates"] == [], "no star varies in this night"
