@@ -45,6 +45,7 @@ from step_harness import deliver, drain_messages, local
 SEQ = "PAN001_14d3bd_20181011T134202"
 FOLDER = "PAN001/14d3bd/20181011T134202"
 PROCESSED = "panoptes-processed-images"
+STEP, LIGHTCURVES = "process-observation", "make-lightcurves"
 RAW = "panoptes-raw-images"
 NOW = dt.datetime(2018, 10, 11, 16, 0, tzinfo=dt.UTC)
 QUIET = dt.timedelta(minutes=30)
@@ -390,11 +391,11 @@ def test_embedded_finishing_reprocesses_a_changed_observation_with_a_token(tmp_p
     night = Night(runner.context)
     for _ in range(12):
         night.add_frame(NOW - dt.timedelta(hours=1))
-    [first] = runner.finish_observation(SEQ, "embedded run finished")
-    assert first.outcome is Outcome.DONE, first
+    first = runner.finish_observation(SEQ, "embedded run finished")
+    assert [(h.step, h.outcome) for h in first] == [(STEP, Outcome.DONE), (LIGHTCURVES, Outcome.DONE)], first
     night.add_frame(NOW)
-    [second] = runner.finish_observation(SEQ, "embedded run finished")
-    assert second.outcome is Outcome.DONE, second
+    second = runner.finish_observation(SEQ, "embedded run finished")
+    assert [(h.step, h.outcome) for h in second] == [(STEP, Outcome.DONE), (LIGHTCURVES, Outcome.DONE)], second
     observation = records.observation(runner.metadata, SEQ) or {}
     assert observation["frames"]["count"] == 13 and observation["processing"]["rerun"] == late_token(NOW)
 
@@ -441,8 +442,8 @@ def test_reprocess_an_observation_replaces_its_products_once(tmp_path: Path, cap
     night = Night(runner.context)
     for _ in range(10):
         night.add_frame(NOW - dt.timedelta(hours=1))
-    [handled] = runner.finish_observation(SEQ, "quiet")
-    assert handled.outcome is Outcome.DONE
+    handled, lightcurves_made = runner.finish_observation(SEQ, "quiet")
+    assert handled.outcome is Outcome.DONE and lightcurves_made.step == LIGHTCURVES
     before = products(runner.context)
     assert main(["reprocess", "--observation", SEQ, "--data-dir", str(tmp_path), "--json", "-q"]) == 0
     [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
