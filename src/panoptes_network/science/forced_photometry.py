@@ -19,7 +19,7 @@ import enum
 
 import numpy as np
 
-from panoptes_network.science.frame_quality import SATURATION_ABOVE_SKY
+from panoptes_network.science.saturation import SATURATION_ABOVE_SKY
 
 CHANNELS = ("R", "G", "B", "sum")
 SITE_CHANNEL = np.array([[0, 1], [1, 2]])  # RGGB: the channel of (row % 2, col % 2)
