@@ -5,7 +5,8 @@ need the cube. Here each science frame is rendered when the cube reaches it (a f
 of pixels, 72 MB as float32), the generator's own sky is subtracted (what a perfect background model
 leaves), and ``stamp_cube.cut_cube`` cuts it at the truth's offsets, the drift the step measures
 from the WCS to a tenth of a pixel; ``stamp_cube_file.stamps_fits`` writes the file the step stores.
-Stars are the truth's, with their V magnitude, that fall on the detector in every frame.
+Stars are the truth's, with their V magnitude, that fall on the detector in every frame
+(``observation_products.inside_every_frame``, as the step keeps them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import overload
 
 import numpy as np
 
+from panoptes_network.science.observation_products import inside_every_frame
 from panoptes_network.science.stamp_cube import StampSettings, cut_cube
 from panoptes_network.science.stamp_cube_file import CubeFrame, CubeStars, stamps_fits
 from panoptes_network.synthetic.frames import BLACK_LEVEL, bayer_sky
@@ -58,14 +60,12 @@ def night_cube(truth: ObservationTruth, size: int = 16) -> NightCube:
         raise ValueError("the night cube needs an observation made with conditions")
     science = truth.science
     offsets = truth.offsets
-    rows, cols = truth.spec.field.shape
-    x = truth.star_x[:, None] + offsets[None, :, 0]
-    y = truth.star_y[:, None] + offsets[None, :, 1]
-    keep = np.flatnonzero(((x >= 0) & (x <= cols - 1) & (y >= 0) & (y <= rows - 1)).all(axis=1))
-    ra, dec = truth.wcs(science[0]).all_pix2world(truth.star_x[keep], truth.star_y[keep], 0)
-    stars = CubeStars(
-        np.array([f"star-{i}" for i in keep]), ra, dec, truth.night.mag[keep], truth.star_x[keep], truth.star_y[keep]
+    ra, dec = truth.wcs(science[0]).all_pix2world(truth.star_x, truth.star_y, 0)
+    every = CubeStars(
+        np.array([f"star-{i}" for i in range(len(ra))]), ra, dec, truth.night.mag, truth.star_x, truth.star_y
     )
+    keep = np.flatnonzero(inside_every_frame(every, offsets, truth.spec.field.shape))
+    stars = CubeStars(*(np.asarray(column)[keep] for column in dataclasses.astuple(every)))
     cube = cut_cube(RenderedFrames(truth, science), stars.x, stars.y, offsets, StampSettings(size=size))
     frames = [
         CubeFrame(
