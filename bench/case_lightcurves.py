@@ -1,7 +1,7 @@
-"""The lightcurves of an observation (``make_lightcurves`` and its products) from a 100-frame stamp cube.
+"""The lightcurves of an observation (``make_lightcurves`` and its products) from a 50- and a 100-frame stamp cube.
 
 The input is the stamp cube file process-observation stores (``stamps.fits``) of a synthetic
-night of 100 full frames with the realism of ``synthetic.night_conditions`` and 5000 random stars
+night of 50 or 100 full frames with the realism of ``synthetic.night_conditions`` and 5000 random stars
 (and 40 blended pairs), cut from each rendered frame by ``synthetic.night_cube`` (about two
 minutes, once).
 
@@ -81,7 +81,7 @@ def lightcurves_case(frames: int) -> Callable[[Path], object]:
     return case
 
 
-CASES = {"lightcurves-100": lightcurves_case(100)}
+CASES = {"lightcurves-50": lightcurves_case(50), "lightcurves-100": lightcurves_case(100)}
 
 if __name__ == "__main__":
     run_once(Path(sys.argv[1]))
