@@ -317,6 +317,22 @@ def test_a_processed_observation_goes_on_to_make_lightcurves_once_and_again_afte
     assert (records.observation(context.metadata, SEQ) or {})["lightcurves"]["frames"] == 13
 
 
+def test_a_lightcurves_failure_is_recorded_on_its_field_and_the_observation_stays_processed(night: Night) -> None:
+    for _ in range(12):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    assert process(night.context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
+    cube = night.context.storage.stat(PROCESSED, f"{FOLDER}/stamps.fits")
+    assert cube is not None
+    night.context.storage.replace(cube.ref, b"SIMPLE  = not a FITS file", "application/fits")
+    failed = lightcurves(night.context, ObservationMessage(SEQ, "processed"))
+    assert failed.outcome is Outcome.ERROR, failed
+    observation = records.observation(night.context.metadata, SEQ) or {}
+    assert observation["status"] == "processed", "the observation's own outcome is untouched"
+    made = observation["lightcurves"]
+    assert made["status"] == "error" and made["error"]["step"] == "make-lightcurves" and made["reason"]
+    assert not [name for name in products(night.context) if "lightcurve" in name], "nothing half-written"
+
+
 def test_too_few_frames_and_too_much_drift_are_science_outcomes(tmp_path: Path) -> None:
     few = Night(local(tmp_path / "few")[0])
     for _ in range(5):

@@ -39,7 +39,7 @@ class PhotometryFlag(enum.IntFlag):
 class PhotometrySettings:
     aperture_px: float = 5.0  # radius: 98.7% of a 4 px FWHM Gaussian, inside a 16 px window with a pixel of play
     annulus_px: float = 6.5  # the local sky is measured beyond this radius, to the window's edge
-    gain: float = 1.5  # e-/ADU (the header's EGAIN wins when the step finds one)
+    gain: float = 1.5  # e-/ADU: the Canon sensors at ISO 100, as the synthetic frames
     saturation_level: float = SATURATION_ABOVE_SKY  # background-subtracted ADU
     chunk_stars: int = 256  # stars measured at once: memory is chunk x frames x window x 8 bytes
 

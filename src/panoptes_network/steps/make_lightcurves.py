@@ -9,7 +9,8 @@ file (photometry reads it memory-mapped, a block of stars at a time), makes the 
 ``lightcurve.png`` create-only under the sequence's folder in the processed bucket; a rerun token
 replaces them. On the observation, ``lightcurves`` holds the products' locations, the stamp cube's
 generation they were made from, the precision per magnitude bin and channel, the target's, the
-candidates and the comparison summary. It is done when that generation is the cube's current one
+candidates and the comparison summary; a failure goes there too (``status: error``, ``reason``,
+``error``), never on the observation's status, which stays ``processed``. It is done when that generation is the cube's current one
 (and a rerun's token is the one recorded): a redelivery, or the sweep's repeated publish, does
 nothing; a new cube (a late frame re-processed) makes new lightcurves.
 """
@@ -107,4 +108,4 @@ def do(work: Work) -> StepResult:
     )
 
 
-STEP = Step(NAME, do, writes=outputs, done=done)
+STEP = Step(NAME, do, writes=outputs, done=done, observation_field=FIELD)
