@@ -531,6 +531,35 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
     assert [h.outcome for h in again] == [Outcome.ALREADY_DONE]
 
 
+def test_process_runs_a_realistic_night_through_make_lightcurves(tmp_path: Path) -> None:
+    """Small real-sky frames with the night's realism (transparency, airmass in the headers, seeing
+    2.5-4 px, colours, blends): the embedded chain solves them, processes the observation and makes
+    its lightcurves, airmass from the headers, no candidate in a night without a signal."""
+    import pyarrow.parquet as pq
+
+    from panoptes_network.drivers.cli import main
+    from panoptes_network.synthetic import observation as synthetic
+
+    conditions = synthetic.Conditions(blended_pairs=5)
+    spec = synthetic.ObservationSpec(frames=12, stars=None, conditions=conditions, seed=3)
+    truth = synthetic.write_observation(spec, tmp_path / "frames")
+    data = tmp_path / "data"
+    assert main(["process", str(tmp_path / "frames"), "--data-dir", str(data), "-q"]) == 0
+    observation = records.observation(EmbeddedRunner(data).metadata, truth.sequence_id) or {}
+    assert observation["status"] == "processed", observation.get("reason")
+    made = observation["lightcurves"]
+    assert made.get("status") != "error", made
+    assert made["frames"] == observation["processing"]["frames_used"] >= 10
+    assert made["candidates"] == [] and made["comparison"]["usable"] >= 5 and made["precision"]
+    with fits.open(data / "buckets" / observation["products"]["stamp_cube"]) as hdus:
+        airmass = np.asarray(hdus["FRAMES"].data["airmass"])
+    assert truth.night is not None and np.all(np.diff(airmass) < 0), (
+        "the headers' airmass, falling towards the meridian"
+    )
+    table = pq.read_table(data / "buckets" / made["products"]["lightcurves"]).to_pydict()
+    assert len(set(table["star"])) == made["stars"] > 10
+
+
 @pytest.mark.parametrize(
     ("frames", "drift_per_hour", "status", "why"),
     [
