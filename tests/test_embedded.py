@@ -177,3 +177,25 @@ def test_the_unit_and_camera_options_refuse_what_is_not_an_id(tmp_path: Path) ->
     result = run_cli("process", "--data-dir", str(tmp_path), "--unit", "Testing PANOPTES Unit", str(tmp_path))
     assert result.returncode == 2 and "is not PAN + 3 digits" in result.stderr
     assert "--unit" in run_cli("process", "--help").stdout
+
+
+def test_process_reads_records_and_finishes_observations_in_its_one_runner(
+    small_frame: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One job: the files, their records and their observation all go through one runner (one
+    metadata connection, one queue), not a second one opened to finish the observations."""
+    from panoptes_network.drivers import embedded
+
+    opened: list[Path] = []
+    open_runner = embedded.EmbeddedRunner.__init__
+
+    def counting(self: embedded.EmbeddedRunner, data_dir: Path, *args: object) -> None:
+        opened.append(data_dir)
+        open_runner(self, data_dir, *args)
+
+    monkeypatch.setattr(embedded.EmbeddedRunner, "__init__", counting)
+    data = tmp_path / "data"
+    assert main(["process", "-q", "-j", "1", "--data-dir", str(data), str(small_frame)]) == 0
+    assert opened == [data]
+    observations = SqliteMetadata(data / "metadata.sqlite").list("observations")
+    assert [o.get("status") for _, o in observations] == ["not_enough_frames"], "finished by that runner"

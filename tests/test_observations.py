@@ -17,8 +17,9 @@ from astropy.io import fits
 
 from panoptes_network.core import records
 from panoptes_network.core.context import Context
-from panoptes_network.core.errors import BadInput, MalformedRequest
+from panoptes_network.core.errors import BadInput, MalformedRequest, TransientError
 from panoptes_network.core.messages import (
+    ObjectRef,
     ObservationMessage,
     PushMessage,
     parse_observation_message,
@@ -32,6 +33,8 @@ from panoptes_network.core.observations import (
     late_token,
     pending_after,
     readiness,
+    recorded_products,
+    retired,
 )
 from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ObservationStatus
@@ -117,6 +120,19 @@ def test_frame_summary_counts_by_status_and_type_and_spans_the_frames() -> None:
     assert (summary["first_frame_time"], summary["last_frame_time"]) == (t0, t0 + dt.timedelta(minutes=5))
 
 
+def test_retired_are_the_recorded_products_under_names_the_latest_run_did_not_write() -> None:
+    recorded = {
+        "processing": {"product_objects": [f"{PROCESSED}/{FOLDER}/stack.png#1", f"{PROCESSED}/{FOLDER}/quality.png#1"]},
+        "retired_products": [f"{PROCESSED}/{FOLDER}/timelapse.mp4#3"],  # left by a crash
+    }
+    made = [ObjectRef(PROCESSED, f"{FOLDER}/quality.png", 1)]  # the same content: reused, not retired
+    assert retired(recorded_products(recorded), made) == [
+        f"{PROCESSED}/{FOLDER}/stack.png#1",
+        f"{PROCESSED}/{FOLDER}/timelapse.mp4#3",
+    ]
+    assert retired(recorded_products({"processing": {}}), made) == []
+
+
 def test_a_gap_is_an_observation_ready_long_ago_and_never_processed() -> None:
     old = [("a", image("solved", NOW - dt.timedelta(hours=3)))]
     assert is_gap({"pending": True}, old, NOW, QUIET)
@@ -171,8 +187,9 @@ class Night:
         taken = dt.datetime(2018, 10, 11, 13, 43, 33, tzinfo=dt.UTC) + dt.timedelta(minutes=2 * index)
         image_id = f"PAN001_14d3bd_{taken:%Y%m%dT%H%M%S}"
         name = f"{FOLDER}/{taken:%Y%m%dT%H%M%S}.fits.fz"
-        ref = self.context.storage.write_new(PROCESSED, name, processed_frame(index, drift_px), "application/fits")
-        outputs = {"processed": {"name": f"{PROCESSED}/{name}", "generation": ref.generation, "state": "written"}}
+        bucket = self.context.settings.bucket("processed")
+        ref = self.context.storage.write_new(bucket, name, processed_frame(index, drift_px), "application/fits")
+        outputs = {"processed": {"name": f"{bucket}/{name}", "generation": ref.generation, "state": "written"}}
         records.create_image(
             self.context.metadata,
             image_id,
@@ -195,7 +212,7 @@ def products(context: Context) -> dict[str, int]:
     """Every object under the sequence's folder in the processed bucket that is not a frame: name -> generation."""
     return {
         info.ref.name: info.ref.generation
-        for info in context.storage.list(PROCESSED, FOLDER + "/")
+        for info in context.storage.list(context.settings.bucket("processed"), FOLDER + "/")
         if not info.ref.name.endswith("fits.fz") or "/stack" in info.ref.name or "/difference" in info.ref.name
     }
 
@@ -331,6 +348,69 @@ def test_a_lightcurves_failure_is_recorded_on_its_field_and_the_observation_stay
     made = observation["lightcurves"]
     assert made["status"] == "error" and made["error"]["step"] == "make-lightcurves" and made["reason"]
     assert not [name for name in products(night.context) if "lightcurve" in name], "nothing half-written"
+
+
+@pytest.fixture(params=["folder", pytest.param("gcs", marks=pytest.mark.stack)])
+def night_on(request: pytest.FixtureRequest, tmp_path: Path) -> Night:
+    """A night on folder buckets, or with its processed bucket on fake-gcs-server."""
+    context, _ = local(tmp_path)
+    if request.param == "gcs":
+        from panoptes_network.adapters.gcs_storage import GcsStorage
+
+        client, bucket = request.getfixturevalue("gcs_bucket")
+        settings = dataclasses.replace(context.settings, buckets={**context.settings.buckets, "processed": bucket})
+        context = dataclasses.replace(context, settings=settings, storage=GcsStorage(client))
+    return Night(context)
+
+
+class DeleteFailsOnce:
+    """Storage whose ``delete`` fails as an unreachable backend does, once, after ``succeed`` deletes."""
+
+    def __init__(self, storage: Any, succeed: int) -> None:
+        self.storage, self.succeed = storage, succeed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def delete(self, ref: Any) -> None:
+        if self.succeed == 0:
+            self.succeed = -1
+            raise TransientError("storage unavailable")
+        self.succeed -= 1
+        self.storage.delete(ref)
+
+
+def test_a_rerun_that_makes_fewer_products_deletes_the_earlier_ones_it_did_not_make(night_on: Night) -> None:
+    """processed, then re-processed into not_enough_frames: the stack, timelapse and the rest of
+    the first run are deleted (at the generation it recorded), even when the deletes fail half-way
+    and the message comes again; frames, and an object someone else wrote since, are left alone."""
+    context = night_on.context
+    bucket = context.settings.bucket("processed")
+    frames = [night_on.add_frame(NOW - dt.timedelta(hours=1)) for _ in range(12)]
+    assert process(context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
+    first = products(context)
+    assert len(first) == len(PRODUCT_FILES)
+    theirs = context.storage.replace(context.storage.stat(bucket, f"{FOLDER}/stack.png").ref, b"someone else's")
+    for image_id in frames[:8]:  # re-solved, they no longer solve: 4 usable frames
+        records.merge_image(context.metadata, image_id, {"status": "unsolved"})
+    rerun = ObservationMessage(SEQ, "reprocess", "r-1")
+    crashing = dataclasses.replace(context, storage=DeleteFailsOnce(context.storage, succeed=2))
+    assert process(crashing, rerun, "m-2").outcome is Outcome.TRANSIENT, "the third delete failed"
+    observation = records.observation(context.metadata, SEQ) or {}
+    assert observation["status"] == "not_enough_frames" and len(observation["retired_products"]) == 6
+    assert len(products(context)) == len(PRODUCT_FILES) - 2, "two deleted before the failure"
+
+    assert process(context, rerun, "m-2").outcome is Outcome.ALREADY_DONE  # Pub/Sub delivers it again
+    quality = {f"{FOLDER}/quality.parquet", f"{FOLDER}/quality.png"}
+    now_there = products(context)
+    assert set(now_there) == {*quality, theirs.name} and now_there[theirs.name] == theirs.generation
+    assert all(now_there[name] != first[name] for name in quality), "the quality products replaced"
+    observation = records.observation(context.metadata, SEQ) or {}
+    assert set(observation["products"]) == {"quality_table", "quality_plot"} and observation["retired_products"] == []
+    frame_names = {info.ref.name for info in context.storage.list(bucket, FOLDER + "/")} - set(products(context))
+    assert len(frame_names) == 12, "the plate-solver's frames are not this step's to delete"
+    assert process(context, rerun, "m-3").outcome is Outcome.ALREADY_DONE
+    assert set(products(context)) == {*quality, theirs.name}
 
 
 def test_too_few_frames_and_too_much_drift_are_science_outcomes(tmp_path: Path) -> None:
@@ -513,6 +593,11 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
         assert sum(1 for _ in video.decode(video=0)) == spec.frames - 1
     with fits.open(files["stack"]) as hdus:
         assert np.isfinite(hdus[1].data).all() and hdus[1].header["NCOMBINE"] == spec.frames - 1
+        stack_shape = hdus[1].data.shape
+    with fits.open(files["difference"]) as hdus:  # an RMS over the frames, on the stack's pixels and WCS
+        rms = hdus[1].data[np.isfinite(hdus[1].data)]
+        assert hdus[1].data.shape == stack_shape and hdus[1].header["NCOMBINE"] == spec.frames - 1
+        assert rms.size > 0.9 * hdus[1].data.size and np.median(rms) > 0 and "CTYPE1" in hdus[1].header
     with fits.open(files["stamp_cube"]) as hdus:
         stars, frames, size, _ = hdus["STAMPS"].data.shape
         assert frames == spec.frames - 1 and len(hdus["FRAMES"].data) == frames and size >= 14
@@ -558,6 +643,42 @@ def test_process_runs_a_realistic_night_through_make_lightcurves(tmp_path: Path)
     )
     table = pq.read_table(data / "buckets" / made["products"]["lightcurves"]).to_pydict()
     assert len(set(table["star"])) == made["stars"] > 10
+
+
+def test_reprocessing_the_frames_of_a_processed_observation_processes_it_once_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """``reprocess --step plate-solver`` on the frames of a processed observation: each re-run
+    frame makes the observation pending, and the embedded run then processes it once (as the
+    sweep would), with a new token; its products are replaced under the same names."""
+    from panoptes_network.drivers.cli import main
+    from panoptes_network.synthetic import observation as synthetic
+
+    monkeypatch.setenv("PANOPTES_MIN_FRAMES", "3")
+    spec = synthetic.ObservationSpec(frames=4, stars=None, pointing_images=1, seed=5)
+    sequence_id = synthetic.write_observation(spec, tmp_path / "frames").sequence_id
+    data = tmp_path / "data"
+    assert main(["process", str(tmp_path / "frames"), "--data-dir", str(data), "-j", "1", "-q"]) == 0
+    runner = EmbeddedRunner(data)
+    first = records.observation(runner.metadata, sequence_id) or {}
+    assert first["status"] == "processed" and first["pending"] is False, first.get("reason")
+    capsys.readouterr()
+
+    args = ["reprocess", "--step", "plate-solver", "--data-dir", str(data), "--json", "-q"]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["step"] for r in rows] == ["plate-solver"] * 5 + ["process-observation"], rows
+    assert all(r["result"] == "done" for r in rows), rows
+    again = records.observation(runner.metadata, sequence_id) or {}
+    assert (again["status"], again["pending"], again["processing"]["reason"]) == ("processed", False, "frames re-run")
+    assert (
+        again["processing"]["rerun"].startswith("late-frame-") and again["processing"]["started"] > first["processed"]
+    )
+    assert again["products"] == first["products"], "the same names, replaced, never duplicated"
+    assert again["frames"]["by_type"] == {"science": 4, "pointing": 1}
+    assert [h.outcome for h in runner.finish_observation(sequence_id, "embedded run finished")] == [
+        Outcome.ALREADY_DONE
+    ], "processed once: nothing left pending"
 
 
 @pytest.mark.parametrize(

@@ -84,13 +84,19 @@ def test_reprocess_unsolved_reruns_only_those_and_counts_nothing_twice(data_dir:
 
     assert main(["reprocess", "--json", "--quiet", "--data-dir", str(data_dir), "--status", "unsolved"]) == 0
 
-    [row] = rows_of(capsys.readouterr().out)
+    [row, observation] = rows_of(capsys.readouterr().out)
     assert (row["image_id"], row["step"], row["result"], row["status"]) == (
         UNSOLVED,
         "plate-solver",
         "done",
         "unsolved",
     )
+    sequence_id = runner.metadata.get("images", UNSOLVED)["sequence_id"]
+    assert (observation["image_id"], observation["step"], observation["result"]) == (
+        sequence_id,
+        "process-observation",
+        "done",
+    ), "the re-run frame's observation is processed once more"
     after = runner.metadata.get("images", UNSOLVED)["steps"]["plate-solver"]
     assert after["rerun"].startswith("reprocess-") and after["message_id"] != unsolved_before["message_id"]
     assert after["finished"] > unsolved_before["finished"]
@@ -216,8 +222,9 @@ def test_a_rerun_from_image_received_carries_its_token_through_the_notification(
         )
         == 0
     )
-    [row] = rows_of(capsys.readouterr().out)
+    [row, observation] = rows_of(capsys.readouterr().out)
     assert (row["image_id"], row["result"], row["status"]) == (UNSOLVED, "done", "unsolved")
+    assert (observation["step"], observation["result"]) == ("process-observation", "done")
     steps = runner.metadata.get("images", UNSOLVED)["steps"]
     tokens = {
         steps[step].get("rerun") for step in ("image-received", "record-image", "subtract-background", "plate-solver")

@@ -6,6 +6,9 @@ its chain (solved, unsolved or rejected) and either the unit uploaded its end ma
 (``names.END_MARKER``) or no frame arrived for the quiet period. A frame that arrives after
 the observation was processed makes it pending again; the sweep then publishes it once more
 with a rerun token named after that arrival, so the products are replaced, never duplicated.
+A run that makes fewer products than the one before (``not_enough_frames`` after
+``processed``) retires the earlier ones it did not make: recorded with its outcome, then deleted
+at the generation recorded.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from panoptes_network.core.messages import ObjectRef
 from panoptes_network.core.records import EPOCH, PENDING
 from panoptes_network.core.status import FINAL_IMAGE_STATUSES, FrameType, ObservationStatus
 
@@ -23,6 +27,8 @@ FORCED = "forced"  # the reason of a message a person sent (``observations proce
 END_MARKER_REASON = "end marker"
 FRAMES = "frames"  # the observation's field of frame counts
 GAP_AFTER = dt.timedelta(hours=1)  # ready this long beyond the quiet period and still not processed: a gap
+PRODUCT_OBJECTS = "product_objects"  # of ``processing``: the products it stored, as bucket/name#generation
+RETIRED = "retired_products"  # earlier products the latest run did not make, until they are deleted
 
 Images = Sequence[tuple[str, Mapping[str, Any]]]
 
@@ -57,11 +63,14 @@ def unfinished(images: Images) -> list[str]:
     return [image_id for image_id, image in images if image.get("status") not in FINAL_IMAGE_STATUSES]
 
 
+def is_science(image: Mapping[str, Any]) -> bool:
+    """A science frame (no frame type: science), not a pointing image, dark or flat."""
+    return (image.get("frame_type") or FrameType.SCIENCE.value) == FrameType.SCIENCE.value
+
+
 def usable(image: Mapping[str, Any]) -> bool:
-    """A frame process-observation uses: solved, and a science frame (no frame type: science)."""
-    return image.get("status") == "solved" and (image.get("frame_type") or FrameType.SCIENCE.value) == (
-        FrameType.SCIENCE.value
-    )
+    """A frame process-observation uses: solved, and a science frame."""
+    return image.get("status") == "solved" and is_science(image)
 
 
 def was_processed(observation: Mapping[str, Any]) -> bool:
@@ -110,6 +119,21 @@ def pending_after(observation: Mapping[str, Any], arrival_seen: dt.datetime | No
     arrived meanwhile (the observation stays pending, and the sweep processes it again)."""
     latest = _time(observation.get("last_arrival"))
     return latest is not None and (arrival_seen is None or latest > arrival_seen)
+
+
+def recorded_products(observation: Mapping[str, Any]) -> list[str]:
+    """The product objects process-observation recorded: its latest run's, and those it retired
+    but has not deleted yet (a crash in between)."""
+    latest = (observation.get("processing") or {}).get(PRODUCT_OBJECTS) or []
+    return [*latest, *(observation.get(RETIRED) or [])]
+
+
+def retired(recorded: Iterable[str], made: Iterable[ObjectRef]) -> list[str]:
+    """The recorded objects under names the latest run did not write: its own products replaced or
+    reused the others (an object under a name it wrote is never retired, whatever its generation)."""
+    names = {(ref.bucket, ref.name) for ref in made}
+    refs = {ObjectRef.from_identity(identity) for identity in recorded}
+    return sorted(ref.identity for ref in refs if (ref.bucket, ref.name) not in names)
 
 
 def already_done(observation: Mapping[str, Any] | None, rerun: str | None) -> bool:

@@ -204,3 +204,9 @@ def decide_observation(metadata: MetadataStore, sequence_id: str, field: str, va
 
 
 PENDING = "pending"  # an observation's flag: a frame arrived that no processing has seen yet
+
+
+def frame_arrived(metadata: MetadataStore, sequence_id: str, when: dt.datetime) -> None:
+    """A frame of the observation arrived, or was re-run: the observation is pending (the quiet
+    period counts from ``when``) until a processing has seen it."""
+    metadata.merge(OBSERVATIONS, sequence_id, {"sequence_id": sequence_id, "last_arrival": when, PENDING: True})

@@ -146,26 +146,20 @@ def expand_inputs(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def process(
-    paths: Iterable[Path],
-    data_dir: Path,
-    settings: Settings,
-    jobs: int,
-    log_path: Path,
-    hints: NameHints = NO_HINTS,
-) -> Iterator[FileReport]:
-    """Process files, ``jobs`` at a time; yield each report as its file finishes. ``hints``
-    name the files whose headers carry no ids (``ingest.run_hints``)."""
+def process(paths: Iterable[Path], runner: EmbeddedRunner, jobs: int, log_path: Path) -> Iterator[FileReport]:
+    """Process files, ``jobs`` at a time; yield each report as its file finishes. One job runs
+    in ``runner``; more run in worker processes of their own. The runner's hints name the files
+    whose headers carry no ids (``ingest.run_hints``)."""
     files = expand_inputs(paths)
-    hints = run_hints(files, hints)
+    runner.hints = run_hints(files, runner.hints)
     if jobs <= 1 or len(files) <= 1:
-        runner = EmbeddedRunner(data_dir, settings, hints)
         for path in files:
             yield runner.process_file(path)
         return
     spawn = multiprocessing.get_context("spawn")
+    initargs = (runner.data_dir, runner.settings, log_path, runner.hints)
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=jobs, mp_context=spawn, initializer=_start_worker, initargs=(data_dir, settings, log_path, hints)
+        max_workers=jobs, mp_context=spawn, initializer=_start_worker, initargs=initargs
     ) as pool:
         futures = [pool.submit(_work, path) for path in files]
         for future in concurrent.futures.as_completed(futures):

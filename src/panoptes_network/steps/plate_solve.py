@@ -15,7 +15,8 @@ Stars are matched against the context's reference catalog (``PANOPTES_REFERENCE_
 
 No solution is a science outcome: status ``unsolved`` with the reason and the attempts in the
 step record, acknowledged, never retried. Outputs are deterministic, so a redelivery that finds
-them already written compares bytes and goes on.
+them already written compares bytes and goes on. A rerun of a science frame makes its
+observation pending, so it is processed once more.
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ import numpy as np
 from astropy.io import fits
 
 from panoptes_network import __version__
+from panoptes_network.core import records
 from panoptes_network.core.context import Context
 from panoptes_network.core.errors import BadInput
 from panoptes_network.core.messages import ObjectRef, StepMessage
 from panoptes_network.core.names import parse_raw_name
+from panoptes_network.core.observations import is_science
 from panoptes_network.core.status import ImageStatus
 from panoptes_network.core.step import Step, StepResult, Target, Work
+from panoptes_network.core.step_records import now
 from panoptes_network.science import fits_codec
 from panoptes_network.science.background_model import load_model, load_rms, load_white_level
 from panoptes_network.science.frame_astrometry import (
@@ -210,8 +214,19 @@ def process(work: Work, settings: PlateSolveSettings) -> StepResult:
     )
 
 
+def rerun_changes_observation(context: Context, message: StepMessage) -> None:
+    """A re-run science frame (``reprocess``; the token came down the chain) changes what its
+    observation's products are made of: like a late frame, it makes the observation pending, so
+    the sweep (or the embedded run) processes it once more and replaces its products."""
+    if is_science(records.image(context.metadata, message.image_id) or {}):
+        records.frame_arrived(context.metadata, message.sequence_id, now())
+
+
 def do(work: Work) -> StepResult:
-    return process(work, PlateSolveSettings())
+    result = process(work, PlateSolveSettings())
+    if work.message.rerun is not None:
+        rerun_changes_observation(work.context, work.message)
+    return result
 
 
 STEP = Step(NAME, do, reads=inputs, writes=outputs)

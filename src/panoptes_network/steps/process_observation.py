@@ -11,9 +11,11 @@ from the plate-solver's processed image (a ranged read of its header), the backg
 pixels and the quick look only when the science asks for them. Every product is written
 create-only under the processed bucket at ``{sequence folder}/{suffix}``; a rerun token
 replaces them. The outcome (``processed``, ``not_enough_frames``, ``too_much_drift`` with the
-drift), the products' locations, frame counts and the field go on the observation, and each
-excluded frame's reason on its image (``observation_excluded``). A frame that arrived while
-this ran leaves the observation pending, for the sweep.
+drift), the products' locations and objects, frame counts and the field go on the observation,
+and each excluded frame's reason on its image (``observation_excluded``). A frame that arrived
+while this ran leaves the observation pending, for the sweep. Earlier products this run did not
+make (a ``processed`` night re-processed into ``not_enough_frames``) are retired with the
+outcome, then deleted at the generation recorded; a redelivery finishes what a crash left.
 """
 
 from __future__ import annotations
@@ -29,16 +31,21 @@ from astropy.wcs import WCS
 from panoptes_network import __version__
 from panoptes_network.core import records
 from panoptes_network.core.context import Context
+from panoptes_network.core.errors import NotFound, PreconditionFailed
 from panoptes_network.core.messages import ObjectRef, ObservationMessage
 from panoptes_network.core.names import sequence_folder
 from panoptes_network.core.observations import (
     FORCED,
     FRAMES,
+    PRODUCT_OBJECTS,
+    RETIRED,
     already_done,
     field_of,
     frame_summary,
     last_arrival,
     pending_after,
+    recorded_products,
+    retired,
     unfinished,
     usable,
 )
@@ -63,8 +70,9 @@ LIGHTCURVES_TOPIC = "make-lightcurves"  # the next step of a processed observati
 
 
 def products_settings(settings: Settings) -> ProductsSettings:
-    return ProductsSettings(min_frames=settings.min_frames, max_drift_px=settings.max_drift_px,
-                            stamp_size=settings.stamp_size)  # fmt: skip
+    return ProductsSettings(
+        min_frames=settings.min_frames, max_drift_px=settings.max_drift_px, stamp_size=settings.stamp_size
+    )
 
 
 def outputs(context: Context, message: ObservationMessage) -> dict[str, Target]:
@@ -132,8 +140,25 @@ def record_exclusions(context: Context, frames: list[tuple[str, dict[str, Any]]]
             records.merge_image(context.metadata, image_id, {"observation_excluded": reason})
 
 
+def delete_retired(context: Context, sequence_id: str, identities: list[str]) -> None:
+    """Delete the retired products, each only at the generation recorded, then forget them. One
+    already gone (deleted before a crash) or replaced by a newer object is not this run's to delete."""
+    for identity in identities:
+        try:
+            context.storage.delete(ObjectRef.from_identity(identity))
+        except (NotFound, PreconditionFailed):
+            continue
+    records.merge_observation(context.metadata, sequence_id, {RETIRED: []})
+
+
 def done(context: Context, message: ObservationMessage) -> bool:
-    return already_done(records.observation(context.metadata, message.sequence_id), message.rerun)
+    """Already done (see ``already_done``); the retired products a crash left are deleted first."""
+    observation = records.observation(context.metadata, message.sequence_id)
+    if not already_done(observation, message.rerun):
+        return False
+    if observation and observation.get(RETIRED):
+        delete_retired(context, message.sequence_id, list(observation[RETIRED]))
+    return True
 
 
 def do(work: Work) -> StepResult:
@@ -173,7 +198,9 @@ def do(work: Work) -> StepResult:
         "finished": now(),
         "frames_used": len(frames) - len(products.excluded),
         "arrival_seen": arrival_seen,
+        PRODUCT_OBJECTS: sorted(ref.identity for ref in stored.values()),
     }
+    retiring = retired(recorded_products(observation), stored.values())
 
     summary = frame_summary(images)
     records.decide_observation(context.metadata, sequence_id, FRAMES, summary.pop(FRAMES), {})
@@ -189,9 +216,12 @@ def do(work: Work) -> StepResult:
             "processed": processing["finished"],
             "processing": processing,
             records.PENDING: pending_after(current, arrival_seen),
+            RETIRED: retiring,
         }
 
     records.decide_observation(context.metadata, sequence_id, "products", locations, outcome)
+    if retiring:
+        delete_retired(context, sequence_id, retiring)
     if products.status is ObservationStatus.PROCESSED:
         work.publish(LIGHTCURVES_TOPIC, ObservationMessage(sequence_id, "processed", message.rerun))
     return StepResult(

@@ -63,11 +63,7 @@ def do(work: Work) -> StepResult:
             "received": now(),
         },
     )
-    records.merge_observation(
-        work.context.metadata,
-        name.sequence_id,
-        {"sequence_id": name.sequence_id, "last_arrival": now(), records.PENDING: True},
-    )
+    records.frame_arrived(work.context.metadata, name.sequence_id, now())
     message = StepMessage(event.ref, name.image_id, name.sequence_id, {"file_kind": name.kind.value}, event.rerun)
     work.publish(topic, message)
     return StepResult(reason=f"routed to {topic}", record={"routed_to": topic})

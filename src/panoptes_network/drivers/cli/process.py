@@ -13,10 +13,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from panoptes_network.adapters.backends import local_context
 from panoptes_network.core.logs import configure_logging
 from panoptes_network.core.names import CAMERA_RE, UNIT_RE, NameHints
-from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.cli.shared import (
     Commands,
     CommonOptions,
@@ -91,15 +89,15 @@ def cmd_process(args: argparse.Namespace) -> int:
     if missing:
         print_error(f"no such file or folder: {', '.join(missing)}")
         return 2
-    context, _ = local_context(settings, data_dir)
     records: list[dict[str, Any]] = []
     stopped: list[str] = []  # images that never reached a final status: a failure too
     failed = 0
-    hints = NameHints(unit_id=args.unit, camera_id=args.camera)
-    reports = process(args.paths, data_dir, settings, args.jobs, log_path, hints)
+    # one runner: it processes the files (one job), reads their records and finishes their observations
+    runner = EmbeddedRunner(data_dir, settings, NameHints(unit_id=args.unit, camera_id=args.camera))
+    reports = process(args.paths, runner, args.jobs, log_path)
     with tqdm(reports, desc="process", unit="image", file=sys.stderr, disable=args.quiet or None) as bar:
         for report in bar:
-            record = record_of(context, report)
+            record = record_of(runner.context, report)
             where = stopped_short(record)
             if where is not None:
                 stopped.append(f"{record.get('image_id') or report.path}: {where}")
@@ -108,7 +106,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             if args.json:
                 tqdm.write(record_json(record), file=sys.stdout)
     summary_out = sys.stderr if args.json else sys.stdout
-    failed += finish_observations(data_dir, settings, records, summary_out, args.quiet)
+    failed += finish_observations(runner, records, summary_out, args.quiet)
     if not args.quiet:
         print_table([summary_row(r) for r in records], ("IMAGE", "STATUS", "STEPS", "NOTE"), summary_out)
         for record in records:
@@ -123,11 +121,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def finish_observations(
-    data_dir: Path, settings: Settings, records: list[dict[str, Any]], out: Any, quiet: bool
-) -> int:
+def finish_observations(runner: EmbeddedRunner, records: list[dict[str, Any]], out: Any, quiet: bool) -> int:
     """Process the observations of the frames just processed; how many failed."""
-    runner = EmbeddedRunner(data_dir, settings)
     failed = 0
     for sequence_id in sorted({r["sequence_id"] for r in records if r.get("sequence_id")}):
         handled = runner.finish_observation(sequence_id, FINISHED_RUN)

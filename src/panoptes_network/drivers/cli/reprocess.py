@@ -12,10 +12,11 @@ from tqdm import tqdm
 from panoptes_network.core import records as documents
 from panoptes_network.core.logs import configure_logging
 from panoptes_network.core.status import ImageStatus
+from panoptes_network.core.step_shell import Handled
 from panoptes_network.core.topology import load_topology
 from panoptes_network.drivers.cli.shared import Commands, CommonOptions, open_records, print_table
-from panoptes_network.drivers.embedded import FAILED_OUTCOMES
-from panoptes_network.operations.reprocessing import parse_since
+from panoptes_network.drivers.embedded import FAILED_OUTCOMES, EmbeddedRunner
+from panoptes_network.operations.reprocessing import OBSERVATION_STEP, parse_since
 
 
 def add_parser(commands: Commands, options: CommonOptions) -> None:
@@ -87,6 +88,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     ]
     planned += [(plan_rerun(context, image_id, image, selection.step, token), image) for image_id, image in images]
     rows: list[dict[str, Any]] = []
+    rerun_sequences: set[str] = set()  # the observations of the frames re-run here
     with tqdm(planned, desc="reprocess", unit="run", file=sys.stderr, disable=args.quiet or None) as bar:
         for rerun, image in bar:
             image_id = rerun.image_id
@@ -98,18 +100,18 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
             else:
                 pace.wait()
                 row |= {"result": "published", "note": publish(context, rerun)}
+                if rerun.step != OBSERVATION_STEP and image.get("sequence_id"):
+                    rerun_sequences.add(image["sequence_id"])
                 if runner is not None:  # embedded: run the chain now, as the services would
-                    failures = [h for h in runner.drain() if h.outcome in FAILED_OUTCOMES]
-                    final = (
-                        documents.image(context.metadata, image_id)
-                        or documents.observation(context.metadata, image_id)
-                        or {}
-                    )
-                    row |= {"result": "failed" if failures else "done", "status": final.get("status")}
-                    row["note"] = "; ".join(f"{h.step}: {h.reason}" for h in failures) or f"now {final.get('status')}"
+                    row |= embedded_result(runner, image_id, list(runner.drain()))
             rows.append(row)
             if args.json:
                 tqdm.write(json.dumps(row), file=sys.stdout)
+    if runner is not None:  # embedded: the observations those frames made pending, once, as the sweep would
+        for row in finish_observations(runner, sorted(rerun_sequences)):
+            rows.append(row)
+            if args.json:
+                print(json.dumps(row), file=sys.stdout)
     counts = {
         result: sum(r["result"] == result for r in rows)
         for result in ("published", "done", "failed", "skipped", "planned")
@@ -123,3 +125,29 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {result}" for result, n in counts.items() if n) or "nothing"
     print(f"{len(rows)} image(s) or observation(s) matched: {summary} (rerun {token})", file=sys.stderr)
     return 1 if counts["failed"] else 0
+
+
+FRAMES_RERUN = "frames re-run"  # the reason of an observation processed again after its frames were
+
+
+def embedded_result(runner: EmbeddedRunner, subject: str, handled: list[Handled]) -> dict[str, Any]:
+    """A row's result after the embedded chain ran: done or failed, the image's (or observation's)
+    status now, and the failures' reasons."""
+    failures = [h for h in handled if h.outcome in FAILED_OUTCOMES]
+    final = documents.image(runner.metadata, subject) or documents.observation(runner.metadata, subject) or {}
+    note = "; ".join(f"{h.step}: {h.reason}" for h in failures) or f"now {final.get('status')}"
+    return {"result": "failed" if failures else "done", "status": final.get("status"), "note": note}
+
+
+def finish_observations(runner: EmbeddedRunner, sequence_ids: list[str]) -> list[dict[str, Any]]:
+    """Process each observation that re-run frames left pending (once: the token is named after
+    their latest change, as the sweep's), and its row."""
+    rows = []
+    for sequence_id in sequence_ids:
+        if not (documents.observation(runner.metadata, sequence_id) or {}).get(documents.PENDING):
+            continue
+        handled = runner.finish_observation(sequence_id, FRAMES_RERUN)
+        rows.append(
+            {"image_id": sequence_id, "step": OBSERVATION_STEP, **embedded_result(runner, sequence_id, handled)}
+        )
+    return rows
