@@ -303,7 +303,7 @@ def test_a_processed_observation_goes_on_to_make_lightcurves_once_and_again_afte
     for _ in range(12):
         night.add_frame(NOW - dt.timedelta(hours=1))
     early = lightcurves(context, ObservationMessage(SEQ, "processed"))
-    assert early.outcome is Outcome.DONE and "nothing to do" in early.reason
+    assert early.outcome is Outcome.ALREADY_DONE, "not processed yet: no lightcurves to make or retire"
     assert process(context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
     [published] = [m for m in drain_messages(queue) if m.topic == "make-lightcurves"]
     message = parse_observation_message(PushMessage("p-1", published.data, dict(published.attributes)))
@@ -332,6 +332,18 @@ def test_a_processed_observation_goes_on_to_make_lightcurves_once_and_again_afte
     table = f"{FOLDER}/lightcurves.parquet"
     assert second[table] != first[table], "13 frames now: the lightcurves replaced"
     assert (records.observation(context.metadata, SEQ) or {})["lightcurves"]["frames"] == 13
+
+    for image_id, _ in records.sequence_images(context.metadata, SEQ)[:8]:  # re-solved, they no longer solve
+        records.merge_image(context.metadata, image_id, {"status": "unsolved"})
+    assert process(context, ObservationMessage(SEQ, "reprocess", "r-1"), "m-9").outcome is Outcome.DONE
+    [fewer] = [m for m in drain_messages(queue) if m.topic == "make-lightcurves"]
+    retiring = parse_observation_message(PushMessage("p-3", fewer.data, dict(fewer.attributes)))
+    assert retiring == ObservationMessage(SEQ, "not_enough_frames", "r-1")
+    assert lightcurves(context, retiring, "l-5").outcome is Outcome.DONE
+    assert not [name for name in products(context) if name in first], "the earlier lightcurves are deleted"
+    made = (records.observation(context.metadata, SEQ) or {})["lightcurves"]
+    assert made == {"status": "not_enough_frames", "reason": "no lightcurves: the observation is not_enough_frames"}
+    assert lightcurves(context, retiring, "l-6").outcome is Outcome.ALREADY_DONE
 
 
 def test_a_lightcurves_failure_is_recorded_on_its_field_and_the_observation_stays_processed(night: Night) -> None:

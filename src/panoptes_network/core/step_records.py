@@ -181,6 +181,8 @@ def record_observation_failure(
     """``status: error`` and why on the observation (it stays pending: the sweep or a retry runs it
     again); for a step with its own ``field``, ``{field: {status: error, reason, error}}`` instead."""
     failure = {"step": step, "state": state.value, "error_class": error.error_class, "message_id": message_id}
-    status = {"status": ObservationStatus.ERROR.value, "reason": error.message}
-    fields = {field: {**status, "error": failure}} if field else {**status, "error": failure}
-    records.merge_observation(context.metadata, message.sequence_id, fields)
+    status = {"status": ObservationStatus.ERROR.value, "reason": error.message, "error": failure}
+    if field:  # replaced as a whole: nothing of an earlier run's outcome stays beside the error
+        records.decide_observation(context.metadata, message.sequence_id, field, status, {})
+    else:
+        records.merge_observation(context.metadata, message.sequence_id, status)

@@ -1,7 +1,9 @@
 """make-lightcurves: every star's lightcurve, comparison stars, precision and transit candidates of an observation.
 
-Input (``make-lightcurves``, an ``ObservationMessage``): process-observation publishes it when an
-observation ends ``processed``, with its own rerun token. The shell holds one lease per observation
+Input (``make-lightcurves``, an ``ObservationMessage``): process-observation publishes it whenever
+it ends an observation, with its own rerun token. One that did not end ``processed`` (a late frame
+left too few usable frames, say) has its earlier lightcurves deleted, each at the generation
+recorded, and ``lightcurves`` says why. The shell holds one lease per observation
 (``leases/make-lightcurves:{sequence_id}``). The step reads the stamp cube process-observation
 recorded (``products.stamp_cube`` on the observation) at its current generation into a scratch
 file (photometry reads it memory-mapped, a block of stars at a time), makes the lightcurves
@@ -25,8 +27,10 @@ from panoptes_network import __version__
 from panoptes_network.adapters.storage import ObjectInfo
 from panoptes_network.core import records
 from panoptes_network.core.context import Context
-from panoptes_network.core.messages import ObservationMessage
+from panoptes_network.core.errors import NotFound, PreconditionFailed
+from panoptes_network.core.messages import ObjectRef, ObservationMessage
 from panoptes_network.core.names import sequence_folder
+from panoptes_network.core.observations import PRODUCT_OBJECTS  # of FIELD: what a retirement deletes
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.status import ObservationStatus
 from panoptes_network.core.step import Step, StepResult, Target, Work
@@ -62,6 +66,8 @@ def stamp_cube(context: Context, observation: dict[str, Any]) -> ObjectInfo | No
 def done(context: Context, message: ObservationMessage) -> bool:
     observation = records.observation(context.metadata, message.sequence_id) or {}
     made = observation.get(FIELD) or {}
+    if observation.get("status") != ObservationStatus.PROCESSED.value:
+        return not made.get(PRODUCT_OBJECTS)  # nothing of an earlier processing left to retire
     cube = stamp_cube(context, observation)
     if cube is None or made.get("stamp_cube_generation") != cube.ref.generation:
         return False
@@ -75,12 +81,30 @@ def field_position(observation: dict[str, Any]) -> tuple[float, float] | None:
     return (float(ra), float(dec)) if ra is not None and dec is not None else None
 
 
+def retire(context: Context, sequence_id: str, observation: dict[str, Any]) -> StepResult:
+    """The observation is no longer processed (a late frame left too few, say): the lightcurves of
+    an earlier processing are deleted, each only at the generation recorded, and the field says why."""
+    status = observation.get("status") or "not recorded"
+    made = observation.get(FIELD) or {}
+    for identity in made.get(PRODUCT_OBJECTS) or []:
+        try:
+            context.storage.delete(ObjectRef.from_identity(identity))
+        except (NotFound, PreconditionFailed):  # deleted before a crash, or someone else's since
+            continue
+    if made:
+        reason = f"no lightcurves: the observation is {status}"
+        records.decide_observation(context.metadata, sequence_id, FIELD, {"status": status, "reason": reason}, {})
+    return StepResult(
+        reason=f"nothing to do: the observation is {status}; {len(made.get(PRODUCT_OBJECTS) or [])} retired"
+    )
+
+
 def do(work: Work) -> StepResult:
     context, message = work.context, work.message
     sequence_id = message.sequence_id
     observation = records.observation(context.metadata, sequence_id) or {}
     if observation.get("status") != ObservationStatus.PROCESSED.value:
-        return StepResult(reason=f"nothing to do: the observation is {observation.get('status') or 'not recorded'}")
+        return retire(context, sequence_id, observation)
     cube = stamp_cube(context, observation)
     if cube is None:
         return StepResult(reason="nothing to do: no stamp cube recorded on the observation")
@@ -94,13 +118,14 @@ def do(work: Work) -> StepResult:
     summary = {
         **products.record,
         "products": {key: work.outputs[key]["name"] for key in stored},
+        PRODUCT_OBJECTS: sorted(ref.identity for ref in stored.values()),
         "stamp_cube_generation": cube.ref.generation,
         "rerun": message.rerun,
         "started": started,
         "finished": now(),
         "pipeline_version": __version__,
     }
-    records.merge_observation(context.metadata, sequence_id, {FIELD: summary})
+    records.decide_observation(context.metadata, sequence_id, FIELD, summary, {})
     candidates = products.record["candidates"]
     return StepResult(
         reason=f"{products.record['stars']} stars, {len(candidates)} candidates",
