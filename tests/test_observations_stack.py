@@ -91,6 +91,12 @@ def runs(stack: LocalStack, camera: str) -> list[str]:
     ]
 
 
+def made_runs(stack: LocalStack, camera: str) -> list[str]:
+    """The runs that did something: a sweep that publishes again while the observation is being
+    processed (or while make-lightcurves follows) is answered ``already_done``, as it should be."""
+    return [r for r in runs(stack, camera) if r != "already_done"]
+
+
 def processed(doc: dict[str, Any]) -> bool:
     return doc.get("status") == "processed" and doc.get("pending") is False
 
@@ -123,7 +129,7 @@ def test_without_a_marker_processed_once_after_the_quiet_period_and_a_late_frame
     ] == pytest.approx(0, abs=1e-6)  # the same frame three times: no drift, to a micro-pixel
     assert first["field"]["name"] == "KIC 8462852"
     made = products(stack, gcs, camera)
-    assert runs(stack, camera) == ["done processed"]
+    assert made_runs(stack, camera) == ["done processed"]
     assert set(made) == {f"PAN001/{camera}/{SEQUENCE_TIME}/{suffix}" for suffix in ALL_FILES}
     recorded = {*first["products"].values(), *first["lightcurves"]["products"].values()}
     assert {f"{stack.settings.bucket('processed')}/{name}" for name in made} == recorded
@@ -145,7 +151,7 @@ def test_without_a_marker_processed_once_after_the_quiet_period_and_a_late_frame
     )
     ticks = stack.timer.ticks if stack.timer else 0
     wait_for(lambda: stack.timer.ticks if stack.timer else 0, "three more sweeps", 60, until=lambda t: t >= ticks + 3)
-    assert runs(stack, camera) == ["done processed", "done processed"]
+    assert made_runs(stack, camera) == ["done processed", "done processed"]
 
 
 def test_with_the_end_marker_at_once_and_five_concurrent_messages_run_once(
