@@ -59,8 +59,18 @@ if any(verb in args for verb in {reads!r}):
 """
 
 
+# bq (BigQuery DDL, where gcloud has no command): every call succeeds and is logged.
+FAKE_BQ = """\
+#!{python} -S
+import json, os, sys
+with open(os.environ["FAKE_BQ_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+"""
+
+
 class FakeGcloud:
-    """A gcloud on PATH answering from ``state`` (read command, arguments joined by spaces -> output)."""
+    """A gcloud on PATH answering from ``state`` (read command, arguments joined by spaces -> output),
+    and a bq beside it that logs its calls."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.bin = tmp_path / "bin"
@@ -68,7 +78,11 @@ class FakeGcloud:
         script = self.bin / "gcloud"
         script.write_text(FAKE_GCLOUD.format(python=sys.executable, reads=READS))
         script.chmod(script.stat().st_mode | stat.S_IXUSR)
+        bq = self.bin / "bq"
+        bq.write_text(FAKE_BQ.format(python=sys.executable))
+        bq.chmod(bq.stat().st_mode | stat.S_IXUSR)
         self.state_path, self.log_path = tmp_path / "state.json", tmp_path / "calls.log"
+        self.bq_log_path = tmp_path / "bq-calls.log"
         self.state: dict[str, dict[str, str]] = {
             "exists": {f"projects describe {PROJECT} --format=value(projectNumber)": NUMBER + "\n"}
         }
@@ -76,6 +90,10 @@ class FakeGcloud:
     def save(self) -> None:
         self.state_path.write_text(json.dumps(self.state))
         self.log_path.write_text("")
+        self.bq_log_path.write_text("")
+
+    def bq_calls(self) -> list[list[str]]:
+        return [json.loads(line) for line in self.bq_log_path.read_text().splitlines()]
 
     def calls(self) -> list[list[str]]:
         return [json.loads(line) for line in self.log_path.read_text().splitlines()]
@@ -127,6 +145,7 @@ def gcloud(tmp_path: Path, monkeypatch) -> FakeGcloud:
     monkeypatch.setenv("PATH", f"{fake.bin}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_GCLOUD_STATE", str(fake.state_path))
     monkeypatch.setenv("FAKE_GCLOUD_LOG", str(fake.log_path))
+    monkeypatch.setenv("FAKE_BQ_LOG", str(fake.bq_log_path))
     monkeypatch.chdir(ROOT)
     return fake
 

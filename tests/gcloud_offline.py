@@ -38,8 +38,9 @@ REFUSED = re.compile(r"Connection refused|Errno 111")
 # Cloud Build fills in ${NAME} (and $NAME); $$ is a literal $.
 SUBSTITUTION = re.compile(r"\$\$|\$\{(?P<braced>[A-Z_][A-Z0-9_]*)\}|\$(?P<bare>[A-Z_][A-Z0-9_]*)")
 # APIs whose endpoint property is hidden (not in ``gcloud config list --all``) and which the
-# deployment's commands call: ``run deploy`` checks with Service Usage that Cloud Run is enabled.
-HIDDEN_APIS = ("serviceusage",)
+# deployment's commands call: ``run deploy`` checks with Service Usage that Cloud Run is enabled;
+# ``alpha bq ... describe`` reads BigQuery (deploy/bigquery_tables.py).
+HIDDEN_APIS = ("serviceusage", "bigquery")
 SHELLS = ("bash", "sh", "/bin/bash", "/bin/sh")
 SHELL_SEPARATORS = {"|", "||", "&&", ";", ";;", "&", "(", ")", "\n"}
 

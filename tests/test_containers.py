@@ -8,9 +8,11 @@ skipped, but in CI (``CI`` set) that is a failure: ``bin/install test`` installs
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,8 +49,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> containers.Engine:
 @pytest.fixture(scope="module")
 def images(engine: containers.Engine, tmp_path_factory: pytest.TempPathFactory) -> list[containers.Built]:
     """Every image of the topology, built as bin/containers builds them (cached layers reused)."""
-    services = load_topology().services
-    for base in sorted({containers.base_image(ROOT / s.name / "Dockerfile") for s in services}):
+    names = load_topology().service_names
+    for base in sorted({containers.base_image(ROOT / name / "Dockerfile") for name in names}):
         print(containers.ensure_base_image(engine, base), file=sys.stderr)
     started = time.monotonic()
     built = containers.build_all(engine, ROOT, load_topology(), tmp_path_factory.mktemp("builds"))
@@ -67,7 +69,7 @@ def stack(engine: containers.Engine, images: list[containers.Built], tmp_path_fa
 
 def test_every_image_is_built_and_small_where_it_should_be(images: list[containers.Built]) -> None:
     sizes = {b.service: b.size_bytes for b in images}
-    assert set(sizes) == {s.name for s in load_topology().services}
+    assert set(sizes) == set(load_topology().service_names)
     # The issue's goal for the services that import neither scipy, pyarrow nor LibRaw.
     small = ("image-received", "record-image", "compress-fits")
     assert {name: f"{sizes[name] / 1e6:.0f} MB" for name in small if sizes[name] >= 400e6} == {}
@@ -112,6 +114,14 @@ def test_a_real_frame_and_a_camera_raw_are_solved_by_the_containers(stack: Local
         assert f"{base}.fits.fz" in raw
     raw_base = raw_name.rsplit(".", 1)[0]
     assert {f"{raw_base}{suffix}" for suffix in ("_r.fits", "_g.fits", "_b.fits", ".jpg")} <= rgb
+    # the data explorer's image serves the same records and files
+    image_id = parse_raw_name(FRAME.rsplit(".", 1)[0] + ".fits.fz").image_id
+    explorer = stack.services["data-explorer"].url
+    with urllib.request.urlopen(f"{explorer}/api/images/{image_id}", timeout=30) as response:
+        view = json.load(response)
+    assert view["status"] == "solved" and abs(view["wcs"]["ra"] - 303.2101) < 0.02
+    with urllib.request.urlopen(explorer + view["quick_look_url"], timeout=30) as response:
+        assert response.headers["Content-Type"] == "image/png" and response.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def test_stopping_the_stack_stops_every_container(engine: containers.Engine, stack: LocalStack) -> None:

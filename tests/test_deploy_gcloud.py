@@ -68,8 +68,7 @@ def test_infra_on_an_empty_project_plans_every_resource(gcloud, capsys) -> None:
         f"gcloud storage buckets notifications create gs://panoptes-raw-images {p} --topic=image-received "
         "--event-types=OBJECT_FINALIZE --payload-format=json"
     ) in planned
-    for deployment in service_deployments():
-        service = deployment.service
+    for service in load_topology().services:
         url = f"https://{service.name}-{NUMBER}.{REGION}.run.app"
         dlq = f"{service.subscription}-dead-letter"
         assert (
@@ -241,13 +240,17 @@ def test_a_service_deploy_builds_deploys_and_grants_the_invoker(gcloud, capsys) 
 
 
 @pytest.mark.parametrize("deployment", service_deployments(), ids=lambda d: d.name)
-def test_every_service_deploys_private_with_its_resources(gcloud, capsys, deployment) -> None:
+def test_every_service_deploys_with_its_resources_private_but_the_explorer(gcloud, capsys, deployment) -> None:
     status, planned, _ = deploy(capsys, deployment.name, f"--tag={TAG}", "--dry-run", "--bucket-suffix=-test")
     assert status == 0
     [run] = [shlex.split(line)[1:] for line in planned if line.startswith("gcloud run deploy ")]
     assert run[:3] == ["run", "deploy", deployment.name]
+    public = deployment.name == "data-explorer"  # the one service anyone may call
+    assert deployment.public == public
+    assert ("--allow-unauthenticated" in run, "--no-allow-unauthenticated" in run) == (public, not public)
+    invoker = [line for line in planned if f"--member=serviceAccount:{INVOKER} --role=roles/run.invoker" in line]
+    assert len(invoker) == (0 if public else 1), "only push services let the push identity in"
     for flag in (
-        "--no-allow-unauthenticated",
         f"--service-account={RUNNER}",
         f"--memory={deployment.memory}",
         f"--cpu={deployment.cpu}",
@@ -258,8 +261,12 @@ def test_every_service_deploys_private_with_its_resources(gcloud, capsys, deploy
         assert flag in run
     [env_flag] = [arg for arg in run if arg.startswith("--set-env-vars=")]
     env = dict(item.split("=", 1) for item in env_flag.removeprefix("--set-env-vars=").split(","))
-    assert env["PUSH_AUTH_AUDIENCE"] == f"https://{deployment.name}-{NUMBER}.{REGION}.run.app"
-    assert env["PUSH_AUTH_EMAIL"] == INVOKER and env["GOOGLE_CLOUD_PROJECT"] == PROJECT
+    if public:  # nobody pushes to it: no push auth settings
+        assert "PUSH_AUTH_AUDIENCE" not in env and "PUSH_AUTH_EMAIL" not in env
+    else:
+        assert env["PUSH_AUTH_AUDIENCE"] == f"https://{deployment.name}-{NUMBER}.{REGION}.run.app"
+        assert env["PUSH_AUTH_EMAIL"] == INVOKER
+    assert env["GOOGLE_CLOUD_PROJECT"] == PROJECT
     for key, bucket in load_topology().buckets.items():
         assert env[f"PANOPTES_BUCKET_{key.upper()}"] == f"{bucket}-test"
     sql = [

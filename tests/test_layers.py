@@ -41,12 +41,15 @@ MUST_NOT_IMPORT: dict[str, tuple[str, ...]] = {
     "local":      (                                               "steps", "drivers", "operations", "deploy"),
     "deploy":     ("flask", "google",                             "steps", "drivers", "operations"),
     "drivers":    (                                                                                 "deploy",),
+    "explorer":   (         "google", "sqlalchemy", "subprocess", "steps", "drivers", "operations", "deploy", IMPLEMENTATIONS, ENVIRONMENT, "local", "synthetic"),
 }
 # fmt: on
 # An interface names no backend: implementations import those.
 INTERFACES_MUST_NOT_IMPORT = ("google", "sqlalchemy", "sqlite3", "subprocess", IMPLEMENTATIONS)
 # Science runs a program only in a module named for it.
 PROGRAM_RUNNERS = {"science/solve_field.py": "solve-field"}
+# The explorer reads headers as `panoptes-network header` does; the rest of science is the pipeline's.
+EXPLORER_SCIENCE = ("panoptes_network.science.fits_header", "panoptes_network.science.header_metadata")
 # Only the drivers start the local stack (and the stack's own modules use each other).
 STACK_USERS = ("local", "drivers")
 # The one reader of the environment; local/ sets the emulators' variables for the clients it
@@ -190,6 +193,17 @@ def test_adapter_interfaces_name_no_backend() -> None:
 
 def test_only_the_drivers_start_the_local_stack() -> None:
     found = [v for m in modules() if layer_of(m) not in STACK_USERS for v in violations(m, [qualified("local")])]
+    assert not found, "\n".join(found)
+
+
+def test_the_explorer_uses_only_the_header_reading_of_science() -> None:
+    found = [
+        f"{m}: {name}"
+        for m in modules()
+        if layer_of(m) == "explorer"
+        for name in sorted(imported(m))
+        if covers(qualified("science"), name) and not any(covers(allowed, name) for allowed in EXPLORER_SCIENCE)
+    ]
     assert not found, "\n".join(found)
 
 

@@ -29,7 +29,13 @@ SERVICE_ENTRY = "panoptes_network.drivers.service"  # every image's main.py: cre
 # stamps and the SQL reference catalog (process-observation reads the catalog for its stamp cube).
 LOADED_BY_NAME = {"plate-solver": {"psycopg"}, "process-observation": {"psycopg"}}
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-SERVICES = [service.name for service in load_topology().services]
+SERVICES = list(load_topology().service_names)
+
+
+def entry_module(service: str) -> str:
+    """What the service runs beyond the factory: its step, or its web app's module."""
+    web = load_topology().web_service(service)
+    return web.module if web is not None else load_topology().service(service).step
 
 
 def module_file(module: str) -> Path | None:
@@ -128,7 +134,7 @@ def test_every_service_has_its_extra() -> None:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_image_installs_everything_the_service_imports(service: str) -> None:
-    step = load_topology().service(service).step
+    step = entry_module(service)
     installed = installed_closure(service_requirements(service))
     missing = {
         module: f"imported by {importer}"
@@ -140,7 +146,7 @@ def test_the_image_installs_everything_the_service_imports(service: str) -> None
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_extra_holds_only_what_the_service_imports(service: str) -> None:
-    step = load_topology().service(service).step
+    step = entry_module(service)
     imported = set(third_party_imports([SERVICE_ENTRY, step])) | LOADED_BY_NAME.get(service, set())
     extra = [Requirement(text) for text in PROJECT["optional-dependencies"][service]]
     unused = [r.name for r in extra if not any(canonical(r.name) in distributions_of(m) for m in imported)]

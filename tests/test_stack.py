@@ -126,7 +126,9 @@ def test_the_stack_command_starts_everything_and_sigterm_stops_every_child(tmp_p
     pids = [int(word) for line in lines if " pid " in line for word in [line.split(" pid ")[1].split()[0]]]
     from panoptes_network.core.topology import load_topology
 
-    assert len(pids) == 3 + len(load_topology().services)  # Pub/Sub, Firestore, fake GCS, each service
+    assert len(pids) == 3 + len(load_topology().service_names)  # Pub/Sub, Firestore, fake GCS, each service
+    [explorer_line] = [line for line in lines if line.startswith("data-explorer: open http://127.0.0.1:")]
+    assert requests.get(explorer_line.split()[2], timeout=10).status_code == 200, "the explorer's home page"
     service_line = next(line for line in lines if line.strip().startswith("image-received"))
     service_url = service_line.split()[1]
     assert requests.get(service_url + "/healthz", timeout=10).status_code == 200

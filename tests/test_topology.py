@@ -3,6 +3,7 @@ picture of it is generated from it (``bin/deploy files``), so it cannot drift.""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,27 @@ def test_every_topic_someone_publishes_to_has_a_listener_except_the_last() -> No
     assert listened <= published, f"listened to but nobody publishes: {listened - published}"
 
 
-def test_every_service_has_its_folder_and_step() -> None:
-    for service in load_topology().services:
-        assert (ROOT / service.name / "main.py").is_file()
-        assert (ROOT / service.name / "README.md").is_file()
+def test_every_service_has_its_folder_and_step_or_app() -> None:
+    topology = load_topology()
+    for name in topology.service_names:
+        assert (ROOT / name / "main.py").is_file()
+        assert (ROOT / name / "README.md").is_file()
+    for service in topology.services:
         assert hasattr(service.step_module(), "STEP")
+    assert [w.name for w in topology.web_services] == ["data-explorer"]
+    for web in topology.web_services:
+        assert callable(getattr(importlib.import_module(web.module), web.function))
+
+
+def test_the_data_explorer_is_the_one_public_service_and_has_no_subscription() -> None:
+    topology = load_topology()
+    [explorer] = topology.web_services
+    assert explorer.public and explorer.app == "panoptes_network.explorer.app:create_explorer"
+    assert "data-explorer" not in [s.name for s in topology.services], "no push subscription, no step"
+    with pytest.raises(ValueError, match="a step or an app, not both"):
+        parse_topology(topology_text().replace('name = "data-explorer"\n', 'name = "data-explorer"\nstep = "x.y"\n'))
+    with pytest.raises(ValueError, match="is not module:function"):
+        parse_topology(topology_text().replace(":create_explorer", ""))
 
 
 def test_the_readme_architecture_block_is_what_the_topology_generates() -> None:

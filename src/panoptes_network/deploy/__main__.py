@@ -10,6 +10,7 @@ from pathlib import Path
 
 from panoptes_network.core.settings import configured_project
 from panoptes_network.core.topology import parse_topology
+from panoptes_network.deploy.bigquery_tables import plan_archive_tables
 from panoptes_network.deploy.build_files import (
     ALL_BUILD_CONFIG,
     DEFAULT_REGION,
@@ -34,6 +35,7 @@ Deploy the pipeline to Google Cloud, from resources/topology.toml.
               then import the Cloud SQL schema when it differs from the instance's label
   all         build every image and deploy every service in one Cloud Build (cloudbuild.yaml)
   SERVICE     build one image (cloudbuild-service.yaml), deploy it, let the push identity call it
+              (data-explorer, the one public service: anyone may call it, nobody pushes)
   files       write the generated files: Dockerfiles, Cloud Build configs, the Cloud SQL schema
               and the README's topology block (--check: only compare)
   dockerfile  print one service's Dockerfile
@@ -122,14 +124,16 @@ def deploy_changes(target: str, args: argparse.Namespace, names: CloudNames) -> 
         ]
     deployment = service_deployment(target)
     substitutions = {"_SERVICE": target, "_REGION": names.region, "_TAG": tag}
-    return [
+    changes = [
         Change(
             f"build and push {names.image(target, tag)}",
             tuple(build_submit_args(SERVICE_BUILD_CONFIG, names, substitutions)),
         ),
         Change(f"deploy {target}", tuple(run_deploy_args(deployment, names, tag))),
-        Change(f"let {names.invoker} push to {target}", tuple(invoker_binding_args(deployment, names))),
     ]
+    if deployment.push is not None:  # a web service has no pusher (a public one lets anyone in)
+        changes.append(Change(f"let {names.invoker} push to {target}", tuple(invoker_binding_args(deployment, names))))
+    return changes
 
 
 def run(args: argparse.Namespace, root: Path) -> int:
@@ -154,6 +158,7 @@ def run(args: argparse.Namespace, root: Path) -> int:
     if args.target == "infra":
         deployments = service_deployments()
         gcloud.apply(plan_infra(parse_topology(topology_text()), deployments, names, gcloud), "infra")
+        gcloud.apply(plan_archive_tables(names, gcloud), "infra, BigQuery tables over the Parquet products")
         if any(d.cloud_sql for d in deployments):  # planned now: the instance exists once infra ran
             gcloud.apply(plan_schema_import(names, files[SCHEMA_FILE], gcloud), "infra, Cloud SQL schema")
         return 0

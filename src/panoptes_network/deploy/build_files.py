@@ -118,7 +118,8 @@ def _config(steps: list[dict[str, Any]], substitutions: dict[str, str], builder:
 
 def all_services_build(deployments: Sequence[ServiceDeployment], buckets: dict[str, str]) -> dict[str, Any]:
     """``cloudbuild.yaml``: build and push every image (one after another, sharing the install
-    layers), then deploy each service with the same flags as ``bin/deploy SERVICE``."""
+    layers), then deploy each service with the same flags as ``bin/deploy SERVICE`` and let the
+    push identity call each push service."""
     names = cloud_build_names(buckets)
     steps: list[dict[str, Any]] = []
     previous = "-"
@@ -136,6 +137,8 @@ def all_services_build(deployments: Sequence[ServiceDeployment], buckets: dict[s
                 "waitFor": [f"push-{deployment.name}"],
             }
         )
+        if deployment.push is None:  # a web service: nobody pushes to it
+            continue
         steps.append(
             {
                 "id": f"invoker-{deployment.name}",

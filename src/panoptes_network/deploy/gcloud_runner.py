@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-NOT_FOUND = re.compile(r"NOT_FOUND|not found|404|does not exist", re.IGNORECASE)
+NOT_FOUND = re.compile(r"NOT_FOUND|not found|404|does not exist|matched no objects", re.IGNORECASE)
 
 
 class GcloudError(RuntimeError):
@@ -25,14 +25,16 @@ class GcloudError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class Change:
-    """One command that changes the project, with what it is for."""
+    """One command that changes the project, with what it is for (a gcloud command, or one of
+    another Cloud SDK tool such as ``bq`` where gcloud has none)."""
 
     what: str
     args: tuple[str, ...]
+    program: str = "gcloud"
 
     @property
     def line(self) -> str:
-        return "gcloud " + shlex.join(self.args)
+        return f"{self.program} {shlex.join(self.args)}"
 
 
 class Gcloud:
@@ -75,6 +77,7 @@ class Gcloud:
         for change in changes:
             print(f"# {change.what}\n{change.line}", file=self.out, flush=True)
             if not self.dry_run:
-                done = subprocess.run([self.executable, *change.args], check=False)
+                program = self.executable if change.program == "gcloud" else change.program
+                done = subprocess.run([program, *change.args], check=False)
                 if done.returncode != 0:
                     raise GcloudError(f"{change.line} failed (exit {done.returncode})")

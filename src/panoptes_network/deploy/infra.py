@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator, Sequence
 
-from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Schedule, Topology, dead_letter_topic
+from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Schedule, Service, Topology, dead_letter_topic
 from panoptes_network.deploy.cloud_names import (
     DATABASE_URL_SECRET,
     MAX_RETRY_DELAY,
@@ -44,6 +44,7 @@ APIS = (
     "sqladmin.googleapis.com",
     "secretmanager.googleapis.com",
     "cloudscheduler.googleapis.com",
+    "bigquery.googleapis.com",  # external tables over the Parquet products (bigquery_tables.py)
 )
 PAYLOAD_FORMATS = {"JSON_API_V1": "json", "NONE": "none"}
 DEAD_LETTER_RETENTION = "7d"  # Pub/Sub's maximum: replay within a week
@@ -115,7 +116,8 @@ def infra_resources(
     )
     for bucket_name in (*names.buckets.values(), names.build_bucket):
         yield private_bucket(bucket_name, names)
-    subscriptions = [d.service.subscription for d in deployments]
+    pushed = push_services(deployments)
+    subscriptions = [service.subscription for service in pushed]
     for topic in (*topology.topics, *map(dead_letter_topic, subscriptions)):
         yield Resource(
             f"topic {topic}",
@@ -132,8 +134,8 @@ def infra_resources(
                 f"--message-retention-duration={DEAD_LETTER_RETENTION}", "--expiration-period=never",
             ),
         )  # fmt: skip
-    for deployment in deployments:
-        yield push_subscription(deployment, names)
+    for service in pushed:
+        yield push_subscription(service, names)
     yield from iam_bindings(topology, deployments, names)  # on the resources above
     for notification in topology.notifications:  # once Cloud Storage may publish to the topic
         bucket = names.buckets[notification.bucket]
@@ -181,9 +183,13 @@ def private_bucket(name: str, names: CloudNames) -> Resource:
     )  # fmt: skip
 
 
-def push_subscription(deployment: ServiceDeployment, names: CloudNames) -> Resource:
+def push_services(deployments: Sequence[ServiceDeployment]) -> list[Service]:
+    """The services behind push subscriptions (a web service has none)."""
+    return [d.push for d in deployments if d.push is not None]
+
+
+def push_subscription(service: Service, names: CloudNames) -> Resource:
     """The service's push subscription: OIDC as the invoker, its ack deadline, retries, dead letters."""
-    service = deployment.service
     url = names.service_url(service.name)
     return Resource(
         f"push subscription {service.subscription} -> {service.name}",
@@ -236,7 +242,7 @@ def iam_bindings(topology: Topology, deployments: Sequence[ServiceDeployment], n
     for bucket in names.buckets.values():
         yield binding(("storage", "buckets"), f"gs://{bucket}", runner, "roles/storage.objectAdmin")
     yield project_binding(names, runner, "roles/datastore.user")
-    for topic in sorted({t for d in deployments for t in d.service.publishes}):
+    for topic in sorted({t for service in push_services(deployments) for t in service.publishes}):
         yield binding(topics, topic, runner, "roles/pubsub.publisher", p)
     # Cloud Storage publishes the bucket notifications.
     for notification in topology.notifications:
@@ -245,8 +251,8 @@ def iam_bindings(topology: Topology, deployments: Sequence[ServiceDeployment], n
     for schedule in topology.schedules:
         yield binding(topics, schedule.topic, f"serviceAccount:{names.scheduler_agent}", "roles/pubsub.publisher", p)
     # Dead letters: Pub/Sub forwards to the dead-letter topic and acks the source subscription.
-    for deployment in deployments:
-        subscription = deployment.service.subscription
+    for service in push_services(deployments):
+        subscription = service.subscription
         yield binding(topics, dead_letter_topic(subscription), pubsub_agent, "roles/pubsub.publisher", p)
         yield binding(subscriptions, subscription, pubsub_agent, "roles/pubsub.subscriber", p)
     # The builder: stage sources, push images, deploy services that run as the runner.

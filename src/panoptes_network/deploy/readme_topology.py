@@ -46,7 +46,8 @@ def code(values: tuple[str, ...] | list[str]) -> str:
 
 
 def service_row(deployment: ServiceDeployment) -> str:
-    service = deployment.service
+    service = deployment.push
+    assert service is not None, "a web service has no subscription row"
     cells = (
         f"`{service.name}`",
         f"`{service.topic}` (`{service.subscription}`)",
@@ -86,8 +87,16 @@ def topology_markdown(text: str) -> str:
         "| service | listens on (subscription) | message | publishes to | ack deadline "
         "| memory, CPU | concurrency (workers x threads) | timeout | max instances | Cloud SQL |",
         "|---|---|---|---|---|---|---|---|---|---|",
-        *(service_row(d) for d in deployments),
+        *(service_row(d) for d in deployments if d.push is not None),
     ]
+    for web in (d for d in deployments if d.push is None):
+        who = "public: anyone may call it" if web.public else "private"
+        lines += [
+            "",
+            f"Web service `{web.name}` (no subscription; {who}): {web.memory}, {web.cpu} CPU, concurrency "
+            f"{web.concurrency} ({web.workers} x {web.threads}), timeout {web.timeout_seconds} s, "
+            f"max instances {web.max_instances}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -11,23 +11,26 @@ from panoptes_network.deploy.service_config import ServiceDeployment
 
 
 def env_vars(deployment: ServiceDeployment, names: CloudNames) -> dict[str, str]:
-    """The environment of a service: project, buckets and push auth (Settings.from_env reads it)."""
+    """The environment of a service: project, buckets and, for a push service, push auth
+    (Settings.from_env reads it)."""
     env = {"GOOGLE_CLOUD_PROJECT": names.project}
     env.update({f"PANOPTES_BUCKET_{key.upper()}": bucket for key, bucket in names.buckets.items()})
-    env["PUSH_AUTH_AUDIENCE"] = names.service_url(deployment.name)
-    env["PUSH_AUTH_EMAIL"] = names.invoker
+    if deployment.push is not None:
+        env["PUSH_AUTH_AUDIENCE"] = names.service_url(deployment.name)
+        env["PUSH_AUTH_EMAIL"] = names.invoker
     return env
 
 
 def run_deploy_args(deployment: ServiceDeployment, names: CloudNames, tag: str) -> list[str]:
-    """``gcloud run deploy``: private (push with OIDC only), its own resources and environment."""
+    """``gcloud run deploy``: private (push with OIDC only) unless the topology makes it public
+    (the data explorer alone), its own resources and environment."""
     args = [
         "run", "deploy", deployment.name,
         f"--project={names.project}",
         f"--region={names.region}",
         f"--image={names.image(deployment.name, tag)}",
         f"--service-account={names.runner}",
-        "--no-allow-unauthenticated",
+        "--allow-unauthenticated" if deployment.public else "--no-allow-unauthenticated",
         f"--memory={deployment.memory}",
         f"--cpu={deployment.cpu}",
         f"--concurrency={deployment.concurrency}",

@@ -11,7 +11,7 @@ import dataclasses
 import tomllib
 from importlib import resources
 
-from panoptes_network.core.topology import Service, parse_topology
+from panoptes_network.core.topology import WEB_TIMEOUT_SECONDS, Service, WebService, parse_topology
 
 DEFAULT_MEMORY = "1Gi"  # Cloud Run memory limit (a full frame in float32 is about 100 MB)
 DEFAULT_CPU = 1
@@ -25,7 +25,7 @@ DEPLOY_KEYS = ("memory", "cpu", "concurrency", "timeout_seconds", "max_instances
 class ServiceDeployment:
     """One service of the topology with everything its container and Cloud Run need."""
 
-    service: Service
+    service: Service | WebService
     memory: str = DEFAULT_MEMORY
     cpu: int = DEFAULT_CPU
     concurrency: int = DEFAULT_WORKERS * DEFAULT_THREADS
@@ -39,6 +39,16 @@ class ServiceDeployment:
     def name(self) -> str:
         return self.service.name
 
+    @property
+    def push(self) -> Service | None:
+        """The push service, or None for a web service (no subscription, nobody pushes to it)."""
+        return self.service if isinstance(self.service, Service) else None
+
+    @property
+    def public(self) -> bool:
+        """Anyone may call it: only a web service the topology marks ``public``."""
+        return isinstance(self.service, WebService) and self.service.public
+
 
 def topology_text() -> str:
     """The project's topology document, as shipped with the package."""
@@ -49,13 +59,15 @@ def service_deployments(text: str | None = None) -> tuple[ServiceDeployment, ...
     """Every service of the topology with its deployment settings, defaults filled in.
 
     ``concurrency`` defaults to workers x threads and ``timeout_seconds`` to the push ack
-    deadline (a request still running after it is pushed again anyway).
+    deadline (a request still running after it is pushed again anyway). Push services first,
+    then the web services, each in topology order.
     """
     text = topology_text() if text is None else text
     topology = parse_topology(text)
     blocks = {block["name"]: block for block in tomllib.loads(text).get("services", [])}
     deployments = []
-    for service in topology.services:
+    services: tuple[Service | WebService, ...] = (*topology.services, *topology.web_services)
+    for service in services:
         given = {key: blocks[service.name][key] for key in DEPLOY_KEYS if key in blocks[service.name]}
         workers = int(given.get("workers", DEFAULT_WORKERS))
         threads = int(given.get("threads", DEFAULT_THREADS))
@@ -64,7 +76,7 @@ def service_deployments(text: str | None = None) -> tuple[ServiceDeployment, ...
             memory=str(given.get("memory", DEFAULT_MEMORY)),
             cpu=int(given.get("cpu", DEFAULT_CPU)),
             concurrency=int(given.get("concurrency", workers * threads)),
-            timeout_seconds=int(given.get("timeout_seconds", service.ack_deadline_seconds)),
+            timeout_seconds=int(given.get("timeout_seconds", default_timeout(service))),
             max_instances=int(given.get("max_instances", DEFAULT_MAX_INSTANCES)),
             workers=workers,
             threads=threads,
@@ -73,6 +85,10 @@ def service_deployments(text: str | None = None) -> tuple[ServiceDeployment, ...
         check(deployment)
         deployments.append(deployment)
     return tuple(deployments)
+
+
+def default_timeout(service: Service | WebService) -> int:
+    return service.ack_deadline_seconds if isinstance(service, Service) else WEB_TIMEOUT_SECONDS
 
 
 def check(deployment: ServiceDeployment) -> None:

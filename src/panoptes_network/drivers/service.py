@@ -1,12 +1,14 @@
 """The one Flask app factory that every Cloud Run service uses.
 
-A service is a step of the topology behind ``POST /`` (Pub/Sub push) and ``GET /healthz``.
+A push service is a step of the topology behind ``POST /`` (Pub/Sub push) and ``GET /healthz``.
 This module is the HTTP driver only: it reads the envelope, calls ``run_step``, maps the
 outcome to its HTTP status (``core/outcomes.py``) and writes one structured log line per request.
+A web service (the data explorer) is its topology ``app`` factory on the same cloud ``Context``.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +25,7 @@ from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.settings import Settings
 from panoptes_network.core.step import Step
 from panoptes_network.core.step_shell import Handled, run_step
-from panoptes_network.core.topology import load_topology
+from panoptes_network.core.topology import WebService, load_topology
 from panoptes_network.drivers.push_auth import PushAuthFailure, push_verifier
 
 logger = logging.getLogger("panoptes_network.request")
@@ -78,7 +80,21 @@ def create_app(service_name: str, context_factory: Callable[[], Context] | None 
     return app
 
 
+def create_web_app(web: WebService, context_factory: Callable[[], Context] | None = None) -> Flask:
+    """The web service's app from its topology factory (``module:function`` taking the Context),
+    on the real Google clients unless ``context_factory`` gives another ``Context``."""
+    factory: Callable[[Context], Flask] = getattr(importlib.import_module(web.module), web.function)
+    app = factory((context_factory or (lambda: cloud_context(Settings.from_env())))())
+
+    @app.get("/healthz")
+    def healthz() -> Response:  # what the stack, the containers and Cloud Run's probes ask
+        return jsonify(service=web.name, version=__version__)
+
+    return app
+
+
 def create_service(service_name: str) -> Flask:
     """Entry point for gunicorn (``panoptes_network.drivers.service:create_service('image-received')``)."""
     configure_logging()
-    return create_app(service_name)
+    web = load_topology().web_service(service_name)
+    return create_app(service_name) if web is None else create_web_app(web)

@@ -234,7 +234,7 @@ def build_all(engine: Engine, root: Path, topology: Topology, log_dir: Path, par
     """Every image the topology lists: the first alone (it builds the shared install layer, which
     two builds at once would both build), then the others ``parallel`` at a time (downloads and
     apt leave the CPUs idle), the largest (most Debian packages) first. In topology order."""
-    names = [service.name for service in topology.services]
+    names = list(topology.service_names)
     first, rest = names[0], sorted(names[1:], key=lambda name: -len(apt_packages(root, name)))
     built = {first: build_image(engine, root, first, log_dir)}
     print(built[first].line(), flush=True)
@@ -256,7 +256,7 @@ def apt_packages(root: Path, service: str) -> list[str]:
 def stack_engine(topology: Topology, state_dir: Path) -> Engine:
     """The engine to run the stack's services with, once every image is there."""
     engine = find_engine(state_dir)
-    missing = [s.name for s in topology.services if not engine.image_exists(image_name(s.name))]
+    missing = [name for name in topology.service_names if not engine.image_exists(image_name(name))]
     if missing:
         raise ContainerError(f"no image of {', '.join(missing)}: build them with bin/containers")
     return engine
@@ -317,18 +317,18 @@ def main(argv: Sequence[str]) -> int:
         engine = find_engine(log_dir)
         print(f"engine: {engine.command} {' '.join(f'{k}={v}' for k, v in engine.env.items())}", flush=True)
         topology = load_topology()
-        bases = {base_image(args.root / s.name / "Dockerfile") for s in topology.services}
+        bases = {base_image(args.root / name / "Dockerfile") for name in topology.service_names}
         for base in sorted(bases):
             print(ensure_base_image(engine, base), flush=True)
         started = time.monotonic()
         build_all(engine, args.root.resolve(), topology, log_dir)
-        print(f"all {len(topology.services)} images in {time.monotonic() - started:.0f} s", flush=True)
+        print(f"all {len(topology.service_names)} images in {time.monotonic() - started:.0f} s", flush=True)
         if args.cold_start:
             # Clients connect lazily: emulator addresses nobody serves keep them off the cloud.
             env = {"GOOGLE_CLOUD_PROJECT": "panoptes-cold-start", **UNSERVED_EMULATORS}
-            for service in topology.services:
-                seconds = cold_start_seconds(engine, service.name, log_dir, env)
-                print(f"{service.name:<22} podman run -> first 200 on /healthz: {seconds:.1f} s", flush=True)
+            for name in topology.service_names:
+                seconds = cold_start_seconds(engine, name, log_dir, env)
+                print(f"{name:<22} podman run -> first 200 on /healthz: {seconds:.1f} s", flush=True)
     except (ContainerError, emulators.ServerError) as exc:
         print(f"bin/containers: {exc}", file=sys.stderr)
         return 1

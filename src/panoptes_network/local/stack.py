@@ -5,7 +5,8 @@ publishes OBJECT_FINALIZE events into the Pub/Sub emulator) and one push subscri
 service. ``panoptes-network stack`` runs it in the foreground; the tests' fixture uses the same
 ``start_stack``. Push auth is off here (the emulator sends no OIDC token). The topology's
 schedules (Cloud Scheduler in the cloud) run on a timer here, every
-``Settings.sweep_interval_seconds`` (``PANOPTES_SWEEP_INTERVAL_SECONDS``).
+``Settings.sweep_interval_seconds`` (``PANOPTES_SWEEP_INTERVAL_SECONDS``). The web services (the
+data explorer) run beside them on the same emulators, and ``describe`` prints their URLs.
 """
 
 from __future__ import annotations
@@ -21,7 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from panoptes_network.core.settings import Settings, patched_env
-from panoptes_network.core.topology import MAX_DELIVERY_ATTEMPTS, Topology, dead_letter_topic, load_topology
+from panoptes_network.core.topology import (
+    MAX_DELIVERY_ATTEMPTS,
+    WEB_TIMEOUT_SECONDS,
+    Topology,
+    WebService,
+    dead_letter_topic,
+    load_topology,
+)
 from panoptes_network.local import containers, emulators
 
 GUNICORN_THREADS = 4
@@ -53,6 +61,10 @@ class LocalStack:
             "STORAGE_EMULATOR_HOST": self.gcs.url,
         }
 
+    def web_services(self) -> list[WebService]:
+        """The topology's web services this stack runs (the data explorer)."""
+        return [web for web in load_topology().web_services if web.name in self.services]
+
     def servers(self) -> list[emulators.Server]:
         return [*self.services.values(), self.gcs, self.firestore, self.pubsub]
 
@@ -68,6 +80,7 @@ class LocalStack:
     def describe(self) -> str:
         lines = [f"PANOPTES local stack, project {self.project}"]
         lines += [f"  {s.name:<22} {s.url:<24} pid {s.pid}  log {s.log_path}" for s in self.servers()]
+        lines += [f"{web.name}: open {self.services[web.name].url}/ in a browser" for web in self.web_services()]
         lines.append("Buckets: " + ", ".join(self.settings.buckets.values()))
         lines.append("Client environment:")
         lines += [f"  export {key}={value}" for key, value in self.client_env.items()]
@@ -235,15 +248,14 @@ def start_stack(
             "PANOPTES_STAMP_SIZE": str(settings.stamp_size),
         }
         services: dict[str, emulators.Server] = {}
-        for service in topology.services:
+        timeouts = {s.name: s.ack_deadline_seconds for s in topology.services}
+        for name in topology.service_names:  # the push services, then the data explorer
             if engine is None:
-                services[service.name] = start_service(service.name, log_dir, env, service.ack_deadline_seconds)
+                services[name] = start_service(name, log_dir, env, timeouts.get(name, WEB_TIMEOUT_SECONDS))
             else:  # the container's own /tmp: its user cannot write the host's log directory
                 container_env = {**env, "PANOPTES_DATA_DIR": containers.CONTAINER_DATA_DIR}
-                services[service.name] = containers.start_service_container(
-                    engine, service.name, log_dir, container_env
-                )
-            started.append(services[service.name])
+                services[name] = containers.start_service_container(engine, name, log_dir, container_env)
+            started.append(services[name])
         create_push_subscriptions(pubsub.host, project, topology, {n: s.url for n, s in services.items()})
         scheduled = tuple(schedule.topic for schedule in topology.schedules)
         timer = ScheduleTimer(pubsub.host, project, scheduled, settings.sweep_interval_seconds) if scheduled else None

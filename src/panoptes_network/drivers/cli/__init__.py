@@ -14,12 +14,16 @@ from panoptes_network.core.settings import Settings
 from panoptes_network.drivers.cli import (
     catalog,
     dlq,
+    download,
+    explore,
     gaps,
     header,
     observations,
     process,
+    query,
     reprocess,
     sample,
+    search,
     stack,
     status,
 )
@@ -40,13 +44,32 @@ examples:
   panoptes-network process --json unsolved.fits one JSON record per image on stdout
   panoptes-network status PAN001_XXXXXX_20160909T081314
   panoptes-network observations list            every observation and its status
+  panoptes-network explore                      browse them at http://127.0.0.1:8080/
   panoptes-network header gs://panoptes-raw-images/PAN001/14d3bd/20181011T134202/20181011T134333.fits.fz
+  panoptes-network search --target 'kic 8462'   observations of a field, newest first
+  panoptes-network download PAN001_14d3bd_20181011T134202 --what raw
+  panoptes-network query "SELECT image_id, count(*) FROM sources GROUP BY 1"
   panoptes-network reprocess --status unsolved  solve every unsolved image again
   panoptes-network stack                        the local cloud stack, until Ctrl-C
 """
 
 # In the order ``--help`` lists them.
-COMMANDS = (process, status, observations, header, sample, stack, gaps, reprocess, dlq, catalog)
+COMMANDS = (
+    process,
+    status,
+    observations,
+    explore,
+    search,
+    download,
+    query,
+    header,
+    sample,
+    stack,
+    gaps,
+    reprocess,
+    dlq,
+    catalog,
+)
 
 
 def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:

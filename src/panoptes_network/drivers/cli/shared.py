@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import json
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -14,6 +15,7 @@ from panoptes_network.core import records as documents
 from panoptes_network.core.context import Context
 from panoptes_network.core.geo_point import GeoPoint
 from panoptes_network.core.settings import Settings
+from panoptes_network.drivers.archive_client import ArchiveClient
 from panoptes_network.drivers.embedded import EmbeddedRunner
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -39,6 +41,11 @@ def common_options(settings: Settings) -> CommonOptions:
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="one JSON record per image on stdout")
     return CommonOptions(settings, data_dir, as_json)
+
+
+def paragraph(text: str) -> str:
+    """A long description, wrapped for --help (the raw formatter keeps the examples' lines as they are)."""
+    return textwrap.fill(text, 92)
 
 
 def print_error(message: str) -> None:
@@ -91,3 +98,27 @@ def open_records(args: argparse.Namespace) -> tuple[Context, EmbeddedRunner | No
         return None
     runner = EmbeddedRunner(args.data_dir, local_settings(args.data_dir))
     return runner.context, runner
+
+
+def add_archive_options(parser: argparse.ArgumentParser) -> None:
+    """``--url`` (a deployed explorer) beside ``--data-dir``: where ``search`` and ``download`` read."""
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        help="a deployed data explorer (https://...) instead of the local data dir",
+    )
+
+
+def open_archive(args: argparse.Namespace) -> ArchiveClient | None:
+    """The explorer at --url, else the data dir's records and buckets (None, said why: no records)."""
+    from panoptes_network.adapters.backends import local_context
+    from panoptes_network.drivers.archive_client import LocalArchive, RemoteArchive
+    from panoptes_network.explorer.archive import Archive
+
+    if args.url:
+        return RemoteArchive(args.url)
+    if not (args.data_dir / "metadata.sqlite").exists():
+        print_error(f"no records in {args.data_dir}/ (run 'process' first, or give --url)")
+        return None
+    context = local_context(local_settings(args.data_dir), args.data_dir)[0]
+    return LocalArchive(Archive(context))
