@@ -23,8 +23,10 @@ from panoptes_network.drivers.cli import main
 from panoptes_network.drivers.downloads import download_file, part_path, target_path
 from panoptes_network.explorer.app import create_explorer
 from panoptes_network.explorer.archive import Archive
+from panoptes_network.science.lightcurve_products import LIGHTCURVE_FILES
+from panoptes_network.science.observation_products import PRODUCT_FILES
 
-PRODUCTS = 8
+PRODUCTS = len(PRODUCT_FILES) + len(LIGHTCURVE_FILES)  # process-observation's and make-lightcurves'
 
 
 @pytest.fixture(scope="module")
