@@ -32,6 +32,9 @@ PRODUCT_KEYS = {
     "difference",
     "difference_png",
     "stamp_cube",
+    "lightcurves",  # make-lightcurves, which follows process-observation
+    "comparisons",
+    "lightcurve_plot",
 }
 
 

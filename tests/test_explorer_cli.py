@@ -23,8 +23,10 @@ from panoptes_network.drivers.cli import main
 from panoptes_network.drivers.downloads import download_file, part_path, target_path
 from panoptes_network.explorer.app import create_explorer
 from panoptes_network.explorer.archive import Archive
+from panoptes_network.science.lightcurve_products import LIGHTCURVE_FILES
+from panoptes_network.science.observation_products import PRODUCT_FILES
 
-PRODUCTS = 8
+PRODUCTS = len(PRODUCT_FILES) + len(LIGHTCURVE_FILES)  # process-observation's and make-lightcurves'
 
 
 @pytest.fixture(scope="module")
@@ -232,11 +234,19 @@ def test_query_counts_what_the_parquet_files_hold(
 
 
 def test_query_says_which_tables_have_no_files_yet(
-    capsys: pytest.CaptureFixture[str], processed_night: ProcessedNight
+    capsys: pytest.CaptureFixture[str], processed_night: ProcessedNight, tmp_path: Path
 ) -> None:
-    status, _, err = run(capsys, "query", "--data-dir", str(processed_night.data_dir), "SELECT * FROM lightcurves")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    status, _, err = run(capsys, "query", "--data-dir", str(empty), "SELECT * FROM lightcurves")
     assert status == 2 and "lightcurves" in err and "no files yet" in err
     status, out, _ = run(capsys, "query", "--data-dir", str(processed_night.data_dir), "--tables")
-    assert status == 0 and "quality: 1 files" in out and "lightcurves: no files yet" in out
+    assert status == 0 and "quality: 1 files" in out and "lightcurves: 1 files" in out, "make-lightcurves ran"
+    [curves] = query(
+        capsys,
+        processed_night,
+        "SELECT count(DISTINCT star) AS stars, count(DISTINCT channel) AS channels FROM lightcurves",
+    )
+    assert curves["stars"] > 0 and curves["channels"] == 4
     status, _, err = run(capsys, "query", "--data-dir", str(processed_night.data_dir), "SELEC 1")
     assert status == 2 and "syntax error" in err.lower()

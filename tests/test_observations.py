@@ -42,6 +42,7 @@ from panoptes_network.core.outcomes import Outcome
 from panoptes_network.core.status import ObservationStatus
 from panoptes_network.drivers.embedded import EmbeddedRunner
 from panoptes_network.science import fits_codec
+from panoptes_network.science.lightcurve_products import LIGHTCURVE_FILES
 from panoptes_network.science.observation_products import PRODUCT_FILES
 from panoptes_network.science.source_detection import detect_sources
 from panoptes_network.science.sources_table import sources_parquet
@@ -51,6 +52,7 @@ from step_harness import deliver, drain_messages, local
 SEQ = "PAN001_14d3bd_20181011T134202"
 FOLDER = "PAN001/14d3bd/20181011T134202"
 PROCESSED = "panoptes-processed-images"
+STEP, LIGHTCURVES = "process-observation", "make-lightcurves"
 RAW = "panoptes-raw-images"
 NOW = dt.datetime(2018, 10, 11, 16, 0, tzinfo=dt.UTC)
 QUIET = dt.timedelta(minutes=30)
@@ -292,6 +294,78 @@ def test_a_late_frame_leads_to_one_reprocessing_that_replaces_the_products(night
     assert sweep_at(night.context, NOW + QUIET) == []
 
 
+def lightcurves(context: Context, message: ObservationMessage, message_id: str = "l-1") -> Any:
+    data, attributes = message.encode()
+    return deliver(context, "make-lightcurves", PushMessage(message_id, data, attributes))
+
+
+def test_a_processed_observation_goes_on_to_make_lightcurves_once_and_again_after_a_late_frame(
+    tmp_path: Path,
+) -> None:
+    context, queue = local(tmp_path)
+    night = Night(context)
+    for _ in range(12):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    early = lightcurves(context, ObservationMessage(SEQ, "processed"))
+    assert early.outcome is Outcome.ALREADY_DONE, "not processed yet: no lightcurves to make or retire"
+    assert process(context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
+    [published] = [m for m in drain_messages(queue) if m.topic == "make-lightcurves"]
+    message = parse_observation_message(PushMessage("p-1", published.data, dict(published.attributes)))
+    assert message == ObservationMessage(SEQ, "processed", None)
+    assert lightcurves(context, message).outcome is Outcome.DONE
+    made = (records.observation(context.metadata, SEQ) or {})["lightcurves"]
+    assert set(made["products"]) == set(LIGHTCURVE_FILES)
+    assert made["frames"] == 12 and made["stars"] > 0 and made["candidates"] == []
+    assert made["target"]["star_id"] and made["comparison"]["usable"] > 0
+    first = {
+        name: generation
+        for name, generation in products(context).items()
+        if "lightcurve" in name or "comparisons" in name
+    }
+    assert len(first) == 3
+    assert lightcurves(context, message, "l-2").outcome is Outcome.ALREADY_DONE, "a redelivery"
+    night.add_frame(NOW - dt.timedelta(minutes=40))
+    [late] = sweep_at(context, NOW)
+    assert process(context, late).outcome is Outcome.DONE
+    [again] = [m for m in drain_messages(queue) if m.topic == "make-lightcurves"]
+    rerun = parse_observation_message(PushMessage("p-2", again.data, dict(again.attributes)))
+    assert rerun.rerun == late.rerun
+    assert [lightcurves(context, rerun, f"l-{i}").outcome for i in range(3, 5)] == [Outcome.DONE, Outcome.ALREADY_DONE]
+    second = {name: generation for name, generation in products(context).items() if name in first}
+    assert set(second) == set(first), "the same names: replaced, never duplicated"
+    table = f"{FOLDER}/lightcurves.parquet"
+    assert second[table] != first[table], "13 frames now: the lightcurves replaced"
+    assert (records.observation(context.metadata, SEQ) or {})["lightcurves"]["frames"] == 13
+
+    for image_id, _ in records.sequence_images(context.metadata, SEQ)[:8]:  # re-solved, they no longer solve
+        records.merge_image(context.metadata, image_id, {"status": "unsolved"})
+    assert process(context, ObservationMessage(SEQ, "reprocess", "r-1"), "m-9").outcome is Outcome.DONE
+    [fewer] = [m for m in drain_messages(queue) if m.topic == "make-lightcurves"]
+    retiring = parse_observation_message(PushMessage("p-3", fewer.data, dict(fewer.attributes)))
+    assert retiring == ObservationMessage(SEQ, "not_enough_frames", "r-1")
+    assert lightcurves(context, retiring, "l-5").outcome is Outcome.DONE
+    assert not [name for name in products(context) if name in first], "the earlier lightcurves are deleted"
+    made = (records.observation(context.metadata, SEQ) or {})["lightcurves"]
+    assert made == {"status": "not_enough_frames", "reason": "no lightcurves: the observation is not_enough_frames"}
+    assert lightcurves(context, retiring, "l-6").outcome is Outcome.ALREADY_DONE
+
+
+def test_a_lightcurves_failure_is_recorded_on_its_field_and_the_observation_stays_processed(night: Night) -> None:
+    for _ in range(12):
+        night.add_frame(NOW - dt.timedelta(hours=1))
+    assert process(night.context, ObservationMessage(SEQ, "quiet")).outcome is Outcome.DONE
+    cube = night.context.storage.stat(PROCESSED, f"{FOLDER}/stamps.fits")
+    assert cube is not None
+    night.context.storage.replace(cube.ref, b"SIMPLE  = not a FITS file", "application/fits")
+    failed = lightcurves(night.context, ObservationMessage(SEQ, "processed"))
+    assert failed.outcome is Outcome.ERROR, failed
+    observation = records.observation(night.context.metadata, SEQ) or {}
+    assert observation["status"] == "processed", "the observation's own outcome is untouched"
+    made = observation["lightcurves"]
+    assert made["status"] == "error" and made["error"]["step"] == "make-lightcurves" and made["reason"]
+    assert not [name for name in products(night.context) if "lightcurve" in name], "nothing half-written"
+
+
 @pytest.fixture(params=["folder", pytest.param("gcs", marks=pytest.mark.stack)])
 def night_on(request: pytest.FixtureRequest, tmp_path: Path) -> Night:
     """A night on folder buckets, or with its processed bucket on fake-gcs-server."""
@@ -429,11 +503,11 @@ def test_embedded_finishing_reprocesses_a_changed_observation_with_a_token(tmp_p
     night = Night(runner.context)
     for _ in range(12):
         night.add_frame(NOW - dt.timedelta(hours=1))
-    [first] = runner.finish_observation(SEQ, "embedded run finished")
-    assert first.outcome is Outcome.DONE, first
+    first = runner.finish_observation(SEQ, "embedded run finished")
+    assert [(h.step, h.outcome) for h in first] == [(STEP, Outcome.DONE), (LIGHTCURVES, Outcome.DONE)], first
     night.add_frame(NOW)
-    [second] = runner.finish_observation(SEQ, "embedded run finished")
-    assert second.outcome is Outcome.DONE, second
+    second = runner.finish_observation(SEQ, "embedded run finished")
+    assert [(h.step, h.outcome) for h in second] == [(STEP, Outcome.DONE), (LIGHTCURVES, Outcome.DONE)], second
     observation = records.observation(runner.metadata, SEQ) or {}
     assert observation["frames"]["count"] == 13 and observation["processing"]["rerun"] == late_token(NOW)
 
@@ -480,8 +554,8 @@ def test_reprocess_an_observation_replaces_its_products_once(tmp_path: Path, cap
     night = Night(runner.context)
     for _ in range(10):
         night.add_frame(NOW - dt.timedelta(hours=1))
-    [handled] = runner.finish_observation(SEQ, "quiet")
-    assert handled.outcome is Outcome.DONE
+    handled, lightcurves_made = runner.finish_observation(SEQ, "quiet")
+    assert handled.outcome is Outcome.DONE and lightcurves_made.step == LIGHTCURVES
     before = products(runner.context)
     assert main(["reprocess", "--observation", SEQ, "--data-dir", str(tmp_path), "--json", "-q"]) == 0
     [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -544,8 +618,47 @@ def test_process_runs_a_synthetic_observation_to_its_products(tmp_path: Path, ca
         stars, frames, size, _ = hdus["STAMPS"].data.shape
         assert frames == spec.frames - 1 and len(hdus["FRAMES"].data) == frames and size >= 14
         assert stars == len(hdus["STARS"].data) > 10, "the field's catalog stars inside every usable frame"
+    made = observation["lightcurves"]
+    lightcurves = {key: data / "buckets" / location for key, location in made["products"].items()}
+    assert set(lightcurves) == set(LIGHTCURVE_FILES)
+    table = pq.read_table(lightcurves["lightcurves"]).to_pydict()
+    assert len(set(table["star"])) == stars == made["stars"] and len(set(table["frame"])) == frames == made["frames"]
+    assert set(table["channel"]) == {"R", "G", "B", "sum"} and len(table["star"]) == stars * frames * 4
+    assert pq.read_table(lightcurves["comparisons"]).num_rows > 0
+    assert Image.open(lightcurves["lightcurve_plot"]).format == "PNG"
+    assert made["candidates"] == [], "no star varies in this night"
+    assert made["target"]["star_id"] and made["precision"] and made["precision"][0]["ppm_frame"]["sum"] > 0
     again = runner.finish_observation(sequence_id, "embedded run finished")
     assert [h.outcome for h in again] == [Outcome.ALREADY_DONE]
+
+
+def test_process_runs_a_realistic_night_through_make_lightcurves(tmp_path: Path) -> None:
+    """Small real-sky frames with the night's realism (transparency, airmass in the headers, seeing
+    2.5-4 px, colours, blends): the embedded chain solves them, processes the observation and makes
+    its lightcurves, airmass from the headers, no candidate in a night without a signal."""
+    import pyarrow.parquet as pq
+
+    from panoptes_network.drivers.cli import main
+    from panoptes_network.synthetic import observation as synthetic
+
+    conditions = synthetic.Conditions(blended_pairs=5)
+    spec = synthetic.ObservationSpec(frames=12, stars=None, conditions=conditions, seed=3)
+    truth = synthetic.write_observation(spec, tmp_path / "frames")
+    data = tmp_path / "data"
+    assert main(["process", str(tmp_path / "frames"), "--data-dir", str(data), "-q"]) == 0
+    observation = records.observation(EmbeddedRunner(data).metadata, truth.sequence_id) or {}
+    assert observation["status"] == "processed", observation.get("reason")
+    made = observation["lightcurves"]
+    assert made.get("status") != "error", made
+    assert made["frames"] == observation["processing"]["frames_used"] >= 10
+    assert made["candidates"] == [] and made["comparison"]["usable"] >= 5 and made["precision"]
+    with fits.open(data / "buckets" / observation["products"]["stamp_cube"]) as hdus:
+        airmass = np.asarray(hdus["FRAMES"].data["airmass"])
+    assert truth.night is not None and np.all(np.diff(airmass) < 0), (
+        "the headers' airmass, falling towards the meridian"
+    )
+    table = pq.read_table(data / "buckets" / made["products"]["lightcurves"]).to_pydict()
+    assert len(set(table["star"])) == made["stars"] > 10
 
 
 def test_reprocessing_the_frames_of_a_processed_observation_processes_it_once_more(

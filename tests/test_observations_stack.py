@@ -24,6 +24,7 @@ from panoptes_network.core.messages import ObservationMessage
 from panoptes_network.core.settings import Settings
 from panoptes_network.local.stack import LocalStack, patched_env
 from panoptes_network.science import fits_codec
+from panoptes_network.science.lightcurve_products import LIGHTCURVE_FILES
 from panoptes_network.science.observation_products import PRODUCT_FILES
 from polling import wait_for
 
@@ -90,8 +91,27 @@ def runs(stack: LocalStack, camera: str) -> list[str]:
     ]
 
 
+def made_runs(stack: LocalStack, camera: str) -> list[str]:
+    """The runs that did something: a sweep that publishes again while the observation is being
+    processed (or while make-lightcurves follows) is answered ``already_done``, as it should be."""
+    return [r for r in runs(stack, camera) if r != "already_done"]
+
+
 def processed(doc: dict[str, Any]) -> bool:
     return doc.get("status") == "processed" and doc.get("pending") is False
+
+
+def with_lightcurves(frames: int, rerun: str | None = None) -> Any:
+    """Processed, and make-lightcurves (process-observation's next step) ran on that many frames (and rerun)."""
+
+    def check(doc: dict[str, Any]) -> bool:
+        made = doc.get("lightcurves") or {}
+        return processed(doc) and made.get("frames") == frames and (rerun is None or made.get("rerun") == rerun)
+
+    return check
+
+
+ALL_FILES = {suffix for suffix, _ in (*PRODUCT_FILES.values(), *LIGHTCURVE_FILES.values())}
 
 
 def test_without_a_marker_processed_once_after_the_quiet_period_and_a_late_frame_once_more(
@@ -101,7 +121,7 @@ def test_without_a_marker_processed_once_after_the_quiet_period_and_a_late_frame
     camera = "Q" + uuid.uuid4().hex[:5]
     for time in FRAME_TIMES:
         upload(stack, gcs, camera, f"{time}.fits.fz", frame)
-    first = finished(db, camera, processed, "the quiet observation processed")
+    first = finished(db, camera, with_lightcurves(3), "the quiet observation processed, then its lightcurves")
     assert first["processing"]["reason"].startswith("no frame for"), first["processing"]
     assert first["processing"]["started"] - first["last_arrival"] >= SETTINGS.observation_quiet
     assert first["frames"] == {"count": 3, "by_status": {"solved": 3}, "by_type": {"science": 3}} and first[
@@ -109,13 +129,18 @@ def test_without_a_marker_processed_once_after_the_quiet_period_and_a_late_frame
     ] == pytest.approx(0, abs=1e-6)  # the same frame three times: no drift, to a micro-pixel
     assert first["field"]["name"] == "KIC 8462852"
     made = products(stack, gcs, camera)
-    assert runs(stack, camera) == ["done processed"]
-    assert set(made) == {f"PAN001/{camera}/{SEQUENCE_TIME}/{suffix}" for suffix, _ in PRODUCT_FILES.values()}
-    assert {f"{stack.settings.bucket('processed')}/{name}" for name in made} == set(first["products"].values())
+    assert made_runs(stack, camera) == ["done processed"]
+    assert set(made) == {f"PAN001/{camera}/{SEQUENCE_TIME}/{suffix}" for suffix in ALL_FILES}
+    recorded = {*first["products"].values(), *first["lightcurves"]["products"].values()}
+    assert {f"{stack.settings.bucket('processed')}/{name}" for name in made} == recorded
+    assert first["lightcurves"]["stars"] > 10 and first["lightcurves"]["candidates"] == []
 
     upload(stack, gcs, camera, f"{LATE_TIME}.fits.fz", frame)
     second = finished(
-        db, camera, lambda doc: processed(doc) and doc["frames"]["count"] == 4, "the late frame's re-processing"
+        db,
+        camera,
+        lambda doc: with_lightcurves(4)(doc) and doc["frames"]["count"] == 4,
+        "the late frame's re-processing",
     )
     assert second["processing"]["rerun"].startswith("late-frame-")
     replaced = products(stack, gcs, camera)
@@ -126,7 +151,7 @@ def test_without_a_marker_processed_once_after_the_quiet_period_and_a_late_frame
     )
     ticks = stack.timer.ticks if stack.timer else 0
     wait_for(lambda: stack.timer.ticks if stack.timer else 0, "three more sweeps", 60, until=lambda t: t >= ticks + 3)
-    assert runs(stack, camera) == ["done processed", "done processed"]
+    assert made_runs(stack, camera) == ["done processed", "done processed"]
 
 
 def test_with_the_end_marker_at_once_and_five_concurrent_messages_run_once(
@@ -136,7 +161,9 @@ def test_with_the_end_marker_at_once_and_five_concurrent_messages_run_once(
     camera = "M" + uuid.uuid4().hex[:5]
     for name in (*(f"{time}.fits.fz" for time in FRAME_TIMES), "sequence-complete.json"):
         upload(stack, gcs, camera, name, frame if name.endswith(".fz") else b"{}")
-    first = finished(db, camera, processed, "the observation processed on its end marker")
+    first = finished(
+        db, camera, with_lightcurves(3), "the observation processed on its end marker, then its lightcurves"
+    )
     assert first["processing"]["reason"] == "end marker"
     assert first["end_marker"].split("#")[0].endswith(f"/{SEQUENCE_TIME}/sequence-complete.json")
     made = products(stack, gcs, camera)
@@ -146,10 +173,7 @@ def test_with_the_end_marker_at_once_and_five_concurrent_messages_run_once(
     topic = publisher.topic_path(stack.project, "process-observation")
     with concurrent.futures.ThreadPoolExecutor(5) as pool:
         list(pool.map(lambda _: publisher.publish(topic, data, **attributes).result(timeout=30), range(5)))
-    again = finished(
-        db, camera, lambda doc: (doc.get("processing") or {}).get("rerun") == message.rerun and processed(doc),
-        "the forced re-run",
-    )  # fmt: skip
+    again = finished(db, camera, with_lightcurves(3, message.rerun), "the forced re-run and its lightcurves")
     assert again["status"] == "processed"
     wait_for(lambda: runs(stack, camera), "every copy answered", 60, until=lambda r: r.count("already_done") >= 4)
     outcomes = [

@@ -91,6 +91,8 @@ class Settings:
     min_frames: int = 10  # fewer usable frames: not_enough_frames
     max_drift_px: float = 18.0  # more drift across the observation: too_much_drift
     stamp_size: int = 16  # px, the stamp cube's window
+    aperture_px: float = 5.0  # make-lightcurves: the photometry aperture's radius
+    transit_snr: float = 7.0  # make-lightcurves: a box this many sigma deep is a candidate
     sweep_interval_seconds: float = 600.0  # the local stack's sweep timer (the cloud's: Cloud Scheduler)
     # plate-solver: the processed frame quantized below the sky noise (5x smaller) or lossless.
     processed_storage: str = "quantized"
@@ -112,8 +114,8 @@ class Settings:
         """Read ``GOOGLE_CLOUD_PROJECT``, ``PANOPTES_DATA_DIR``, ``PANOPTES_BUCKET_<KEY>``, ``PUSH_AUTH_*``,
         ``DATABASE_URL``, ``PANOPTES_DATABASE_SCHEMA``, ``PANOPTES_REFERENCE_CATALOG``,
         ``PANOPTES_LEASE_SECONDS``, the ``PANOPTES_MAX_*`` limits, ``PANOPTES_OBSERVATION_QUIET_MINUTES``,
-        ``PANOPTES_MIN_FRAMES``, ``PANOPTES_MAX_DRIFT_PX``, ``PANOPTES_STAMP_SIZE``,
-        ``PANOPTES_SWEEP_INTERVAL_SECONDS`` and ``PANOPTES_PROCESSED_STORAGE``."""
+        ``PANOPTES_MIN_FRAMES``, ``PANOPTES_MAX_DRIFT_PX``, ``PANOPTES_STAMP_SIZE``, ``PANOPTES_APERTURE_PX``,
+        ``PANOPTES_TRANSIT_SNR``, ``PANOPTES_SWEEP_INTERVAL_SECONDS`` and ``PANOPTES_PROCESSED_STORAGE``."""
         topology = topology or load_topology()
         buckets = {key: env.get(f"PANOPTES_BUCKET_{key.upper()}", default) for key, default in topology.buckets.items()}
         return cls(
@@ -132,6 +134,8 @@ class Settings:
             min_frames=int(env.get("PANOPTES_MIN_FRAMES") or 10),
             max_drift_px=float(env.get("PANOPTES_MAX_DRIFT_PX") or 18.0),
             stamp_size=int(env.get("PANOPTES_STAMP_SIZE") or 16),
+            aperture_px=float(env.get("PANOPTES_APERTURE_PX") or 5.0),
+            transit_snr=float(env.get("PANOPTES_TRANSIT_SNR") or 7.0),
             sweep_interval_seconds=float(env.get("PANOPTES_SWEEP_INTERVAL_SECONDS") or 600.0),
             processed_storage=processed_storage(env.get("PANOPTES_PROCESSED_STORAGE") or "quantized"),
         )

@@ -87,6 +87,9 @@ class Step:
     # Whether a message is already done, for steps whose record is not an image's step record
     # (process-observation's is the observation); None: the image's step record says.
     done: Callable[[Context, Any], bool] | None = None
+    # An observation step after process-observation (make-lightcurves) records its failures in this
+    # field of the observation, never in its status: the observation stays processed. None: status.
+    observation_field: str | None = None
 
 
 class InputGone(NotFound):

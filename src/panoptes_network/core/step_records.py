@@ -117,13 +117,20 @@ def record_object(context: Context, step: str, ref: ObjectRef, status: ObjectSta
 
 
 def record_failure(
-    context: Context, step: str, step_input: StepInput, message_id: str, error: PipelineError, state: StepState
+    context: Context,
+    step: str,
+    step_input: StepInput,
+    message_id: str,
+    error: PipelineError,
+    state: StepState,
+    observation_field: str | None = None,
 ) -> None:
-    """Record a rejection or an error where people will look for it."""
+    """Record a rejection or an error where people will look for it (an observation step's
+    ``observation_field``, when it has one, else the observation's status)."""
     if isinstance(step_input, SweepTick):  # nothing to record on: the log line says it
         return
     if isinstance(step_input, ObservationMessage):
-        record_observation_failure(context, step, step_input, message_id, error, state)
+        record_observation_failure(context, step, step_input, message_id, error, state, observation_field)
         return
     image_id = image_id_of(step_input)
     if image_id is None or isinstance(error, Ignored):
@@ -163,15 +170,19 @@ def record_conflict(context: Context, work: Work, image_id: str, message_id: str
 
 
 def record_observation_failure(
-    context: Context, step: str, message: ObservationMessage, message_id: str, error: PipelineError, state: StepState
+    context: Context,
+    step: str,
+    message: ObservationMessage,
+    message_id: str,
+    error: PipelineError,
+    state: StepState,
+    field: str | None = None,
 ) -> None:
-    """``status: error`` and why on the observation (it stays pending: the sweep or a retry runs it again)."""
-    records.merge_observation(
-        context.metadata,
-        message.sequence_id,
-        {
-            "status": ObservationStatus.ERROR.value,
-            "reason": error.message,
-            "error": {"step": step, "state": state.value, "error_class": error.error_class, "message_id": message_id},
-        },
-    )
+    """``status: error`` and why on the observation (it stays pending: the sweep or a retry runs it
+    again); for a step with its own ``field``, ``{field: {status: error, reason, error}}`` instead."""
+    failure = {"step": step, "state": state.value, "error_class": error.error_class, "message_id": message_id}
+    status = {"status": ObservationStatus.ERROR.value, "reason": error.message, "error": failure}
+    if field:  # replaced as a whole: nothing of an earlier run's outcome stays beside the error
+        records.decide_observation(context.metadata, message.sequence_id, field, status, {})
+    else:
+        records.merge_observation(context.metadata, message.sequence_id, status)

@@ -155,14 +155,20 @@ def _handle(
         if step.consumes_input and _outputs_exist(work):
             return Outcome.ALREADY_DONE, {**subject, "reason": f"{exc.message}, and its outputs exist"}
         gone = BadInput(exc.message, exc.nested)
-        record_failure(context, service.name, step_input, message.message_id, gone, StepState.REJECTED)
+        record_failure(
+            context, service.name, step_input, message.message_id, gone, StepState.REJECTED, step.observation_field
+        )
         return Outcome.REJECTED, {**subject, "reason": gone.message, "error_class": "NotFound"}
     except NotFound as exc:
         gone = BadInput(f"{exc.message} (the message names an object that no longer exists)", exc.nested)
-        record_failure(context, service.name, step_input, message.message_id, gone, StepState.REJECTED)
+        record_failure(
+            context, service.name, step_input, message.message_id, gone, StepState.REJECTED, step.observation_field
+        )
         return Outcome.REJECTED, {**subject, "reason": gone.message, "error_class": "NotFound"}
     except (BadInput, Ignored) as exc:
-        record_failure(context, service.name, step_input, message.message_id, exc, StepState.REJECTED)
+        record_failure(
+            context, service.name, step_input, message.message_id, exc, StepState.REJECTED, step.observation_field
+        )
         outcome = Outcome.IGNORED if isinstance(exc, Ignored) else Outcome.REJECTED
         return outcome, {**subject, "reason": exc.message, "error_class": exc.error_class}
     except TransientError as exc:
@@ -172,7 +178,9 @@ def _handle(
         detail = str(exc) or ("the step needs more memory than it may use" if isinstance(exc, MemoryError) else "")
         error = PipelineError(f"{type(exc).__name__}: {detail}", exc)
         try:
-            record_failure(context, service.name, step_input, message.message_id, error, StepState.ERROR)
+            record_failure(
+                context, service.name, step_input, message.message_id, error, StepState.ERROR, step.observation_field
+            )
         except Exception as record_exc:
             log(logger, "ERROR", f"could not record the failure either: {record_exc!r}")
         return Outcome.ERROR, {**subject, "reason": error.message, "error_class": error.error_class}

@@ -38,7 +38,15 @@ FILE_SETS: tuple[FileSet, ...] = ("raw", "processed", "products")
 # The observation's field make-lightcurves writes (resources/status.md): a map with its own
 # products, the target's lightcurve summary and the transit candidates.
 LIGHTCURVES = "lightcurves"
-LIGHTCURVE_BOOKKEEPING = ("candidates", "products", "stamp_cube_generation", "rerun", "started", "finished")
+LIGHTCURVE_BOOKKEEPING = (
+    "candidates",
+    "products",
+    "product_objects",
+    "stamp_cube_generation",
+    "rerun",
+    "started",
+    "finished",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -28,11 +28,8 @@ from astropy.stats import sigma_clipped_stats
 from astropy.wcs import WCS
 from scipy.spatial import cKDTree
 
+from panoptes_network.science.saturation import SATURATION_ABOVE_SKY
 from panoptes_network.science.source_detection import DetectionSettings, Sources, away_from_edges, detect_sources
-
-# A background-subtracted pixel at or above this is taken as saturated: PANOPTES Canon sensors
-# clip at 11,535 ADU above black, less a night sky of a few hundred ADU.
-SATURATION_ABOVE_SKY = 11_000.0
 
 
 @dataclasses.dataclass(frozen=True)

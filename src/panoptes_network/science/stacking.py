@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from panoptes_network.science.frame_quality import SATURATION_ABOVE_SKY
+from panoptes_network.science.saturation import SATURATION_ABOVE_SKY
 
 BLOCK_BYTES = 128 * 2**20  # float32 cube of one block of rows of every frame (per worker)
 

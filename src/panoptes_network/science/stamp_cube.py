@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.spatial import cKDTree
 
-from panoptes_network.science.frame_quality import SATURATION_ABOVE_SKY
+from panoptes_network.science.saturation import SATURATION_ABOVE_SKY
 from panoptes_network.science.stacking import even_shifts
 
 MIN_STAMP_SIZE = 14  # a 6 px PSF, a pixel of drift either side, and a ring of sky

@@ -69,6 +69,7 @@ from panoptes_network.science.sources_table import read_sources
 
 NAME = "process-observation"
 SOLVER = "plate-solver"  # the step whose outputs the frames are read from
+LIGHTCURVES_TOPIC = "make-lightcurves"  # the next step: lightcurves of a processed observation, else none
 
 
 def products_settings(settings: Settings) -> ProductsSettings:
@@ -228,6 +229,7 @@ def do(work: Work) -> StepResult:
     records.decide_observation(context.metadata, sequence_id, "products", locations, outcome)
     if retiring:
         delete_retired(context, sequence_id, retiring)
+    work.publish(LIGHTCURVES_TOPIC, ObservationMessage(sequence_id, products.status.value, message.rerun))
     return StepResult(
         reason=f"{products.status.value}: {products.reason}",
         record={"products": locations, "excluded": len(products.excluded)},

@@ -20,6 +20,7 @@ FULL_SHAPE = (3476, 5208)  # rows, columns
 BLACK_LEVEL = 2048
 SATURATION = 11_500
 GAIN = 1.5  # e-/ADU
+READ_NOISE = 3.0  # ADU
 CHANNEL_SKY = {"R": 180.0, "G1": 420.0, "G2": 420.0, "B": 260.0}  # ADU above black
 
 
@@ -51,15 +52,20 @@ class FrameSpec:
 def bayer_sky(shape: tuple[int, int]) -> np.ndarray:
     """A smooth RGGB sky in ADU above black: per-channel level x (gradient + vignette)."""
     rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-    y = rows / shape[0] - 0.5
-    x = cols / shape[1] - 0.5
-    smooth = (1.0 + 0.15 * x + 0.08 * y) * (1.0 - 0.35 * (x**2 + y**2))
+    smooth = sky_shape(shape, cols, rows)
     level = np.empty(shape, np.float32)
     level[0::2, 0::2] = CHANNEL_SKY["R"]
     level[0::2, 1::2] = CHANNEL_SKY["G1"]
     level[1::2, 0::2] = CHANNEL_SKY["G2"]
     level[1::2, 1::2] = CHANNEL_SKY["B"]
     return np.asarray(level * smooth, dtype=np.float32)
+
+
+def sky_shape(shape: tuple[int, int], x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The sky's gradient x vignette at 0-based pixel (x, y) of a frame of ``shape``: 1 at the centre."""
+    u = x / shape[1] - 0.5
+    v = y / shape[0] - 0.5
+    return np.asarray((1.0 + 0.15 * u + 0.08 * v) * (1.0 - 0.35 * (u**2 + v**2)))
 
 
 def add_stars(image: np.ndarray, count: int, rng: np.random.Generator, fwhm: float = 2.5) -> None:
@@ -85,7 +91,7 @@ def make_frame(spec: FrameSpec) -> tuple[np.ndarray, fits.Header]:
     signal = bayer_sky(spec.shape)
     add_stars(signal, spec.stars, rng)
     electrons = rng.poisson(np.clip(signal, 0, None) * GAIN)
-    adu = electrons / GAIN + BLACK_LEVEL + rng.normal(0, 3.0, spec.shape)
+    adu = electrons / GAIN + BLACK_LEVEL + rng.normal(0, READ_NOISE, spec.shape)
     data = np.clip(np.rint(adu), 0, BLACK_LEVEL + SATURATION).astype(np.uint16)
     return data, header_for(spec)
 

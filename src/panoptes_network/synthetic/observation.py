@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -32,11 +33,20 @@ from panoptes_network.adapters.reference_catalog import ReferenceCatalog
 from panoptes_network.adapters.tycho2_index_catalog import Tycho2IndexCatalog
 from panoptes_network.core.names import TIME_FORMAT
 from panoptes_network.science.fits_codec import compressed_file
-from panoptes_network.synthetic.frames import BLACK_LEVEL, GAIN, SATURATION, FrameSpec, bayer_sky, header_for
+from panoptes_network.synthetic.frames import (
+    BLACK_LEVEL,
+    GAIN,
+    READ_NOISE,
+    SATURATION,
+    FrameSpec,
+    bayer_sky,
+    header_for,
+    sky_shape,
+)
+from panoptes_network.synthetic.night_conditions import Conditions, NightTruth, add_blends, draw_night
 from panoptes_network.synthetic.star_field import StarFieldSpec, draw_stars, pointing_hint, true_wcs
 
 SMALL_SHAPE = (300, 400)  # rows, columns: unit tests
-READ_NOISE = 3.0  # ADU
 
 
 class FrameKind(str, enum.Enum):
@@ -82,6 +92,7 @@ class ObservationSpec:
     pointing_exptime: float = 30.0
     darks: int = 0
     seed: int = 1
+    conditions: Conditions | None = None  # a real night's transparency, airmass, seeing, colours, blends
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +123,7 @@ class ObservationTruth:
     star_flux: np.ndarray  # ADU, all four channels, in a science exposure
     curves: Mapping[int, np.ndarray]  # star index -> relative flux per science frame
     hint: tuple[float, float]  # RA-MNT, DEC-MNT written into the headers
+    night: NightTruth | None = None  # with ``spec.conditions``: per frame and per star, what the night did
 
     @property
     def science(self) -> tuple[PlannedFrame, ...]:
@@ -138,6 +150,15 @@ class ObservationTruth:
     def positions(self, frame: PlannedFrame) -> tuple[np.ndarray, np.ndarray]:
         """Where every star sits in ``frame`` (0-based px)."""
         return self.star_x + frame.offset[0], self.star_y + frame.offset[1]
+
+    def noise_limit(self, radius: float) -> np.ndarray:
+        """(stars, channels R, G, B, sum): each star's relative rms per science frame in an aperture of
+        ``radius`` px from photon, sky and read noise alone (needs ``spec.conditions``; the variable's
+        curve is ignored)."""
+        if self.night is None:
+            raise ValueError("the noise limit needs an observation made with conditions")
+        shape = self.spec.field.shape
+        return self.night.noise_limit(self.star_flux, radius, sky_shape(shape, self.star_x, self.star_y))
 
     def wcs(self, frame: PlannedFrame) -> WCS:
         """The frame's true WCS: the field's, moved with the frame's offset."""
@@ -206,13 +227,49 @@ def plan_observation(spec: ObservationSpec, catalog: ReferenceCatalog | None = N
         x, y, flux = _real_stars(spec, catalog, margin)
     else:
         x, y, flux = _random_stars(spec, spec.stars, rng, margin)
+    night = None
+    if spec.conditions is not None:
+        times = [f.time for f in frames if f.is_science]
+        x, y, flux, night = _night(spec, spec.conditions, times, x, y, flux)
+        frames = [dataclasses.replace(f, fwhm=_night_fwhm(spec, night, f)) for f in frames]
     curves: dict[int, np.ndarray] = {}
     if spec.variable is not None:
         if len(spec.variable.curve) != spec.frames:
             raise ValueError(f"the variable's curve has {len(spec.variable.curve)} values for {spec.frames} frames")
         curves[len(x)] = np.asarray(spec.variable.curve, dtype=np.float64)
         x, y, flux = np.append(x, spec.variable.x), np.append(y, spec.variable.y), np.append(flux, spec.variable.flux)
-    return ObservationTruth(spec, tuple(frames), x, y, flux, curves, pointing_hint(spec.field, rng))
+        if night is not None:
+            mag = 10.0 - 2.5 * np.log10(spec.variable.flux / night.conditions.flux_at_mag_10)
+            night = dataclasses.replace(
+                night,
+                mag=np.append(night.mag, mag),
+                colour=np.append(night.colour, 0.65),
+                blended=np.append(night.blended, False),
+            )
+    return ObservationTruth(spec, tuple(frames), x, y, flux, curves, pointing_hint(spec.field, rng), night)
+
+
+def _night(
+    spec: ObservationSpec,
+    conditions: Conditions,
+    times: list[dt.datetime],
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, NightTruth]:
+    """The night's conditions; random stars get magnitudes from ``conditions``; every star colours and companions."""
+    night = draw_night(conditions, times, spec.field.dec, len(x), np.random.default_rng([spec.seed, 7]))
+    mag = night.mag if spec.stars is not None else 10.0 - 2.5 * np.log10(flux / conditions.flux_at_mag_10)
+    x, y, mag, colour, blended = add_blends(conditions, x, y, mag, night.colour, np.random.default_rng([spec.seed, 8]))
+    flux = conditions.flux_at_mag_10 * 10 ** (-0.4 * (mag - 10.0))
+    return x, y, flux, dataclasses.replace(night, mag=mag, colour=colour, blended=blended)
+
+
+def _night_fwhm(spec: ObservationSpec, night: NightTruth, frame: PlannedFrame) -> float:
+    """The night's seeing in a science frame (``fwhm_by_frame`` still wins), the first frame's elsewhere."""
+    if not frame.is_science:
+        return float(night.fwhm[0])
+    return spec.fwhm_by_frame.get(frame.index, float(night.fwhm[frame.index]))
 
 
 def _header(truth: ObservationTruth, frame: PlannedFrame) -> fits.Header:
@@ -230,12 +287,22 @@ def _header(truth: ObservationTruth, frame: PlannedFrame) -> fits.Header:
         shape=spec.field.shape,
     )
     header = header_for(frame_spec)
+    if truth.night is not None and frame.is_science:
+        header["AIRMASS"] = (round(float(truth.night.airmass[frame.index]), 4), "Sec(z)")
     if frame.kind is FrameKind.POINTING:
         header["POINTING"] = (True, "Pointing image")
     elif frame.kind is FrameKind.DARK:
         header["IMAGETYP"] = "Dark Frame"
         header["DARK"] = (True, "Dark frame")
     return header
+
+
+@functools.lru_cache(maxsize=2)
+def _sky(shape: tuple[int, int]) -> np.ndarray:
+    """The sky every frame of an observation shares (computed once: 0.3 s for a full frame); read-only."""
+    sky = bayer_sky(shape)
+    sky.flags.writeable = False
+    return sky
 
 
 def render_frame(truth: ObservationTruth, frame: PlannedFrame) -> tuple[np.ndarray, fits.Header]:
@@ -248,17 +315,22 @@ def render_frame(truth: ObservationTruth, frame: PlannedFrame) -> tuple[np.ndarr
         signal = np.zeros(shape, np.float32)
     else:
         scale = frame.exptime / spec.exptime
-        signal = bayer_sky(shape) * np.float32(scale)
+        signal = _sky(shape) * np.float32(scale)
         flux = truth.star_flux * scale
         if frame.is_science:
             flux = flux.copy()
             for star, curve in truth.curves.items():
                 flux[star] *= curve[frame.index]
         x, y = truth.positions(frame)
-        draw_stars(signal, x, y, flux, frame.fwhm)
-    electrons = rng.poisson(np.clip(signal, 0, None) * GAIN)
-    adu = electrons / GAIN + BLACK_LEVEL + rng.normal(0, READ_NOISE, shape)
-    data = np.clip(np.rint(adu), 0, BLACK_LEVEL + SATURATION).astype(np.uint16)
+        night = truth.night
+        sites = None if night is None else night.site_weights(frame.index if frame.is_science else 0)
+        draw_stars(signal, x, y, flux, frame.fwhm, sites)
+    adu = rng.poisson(np.clip(signal, 0, None) * GAIN).astype(np.float64)  # electrons; in place below (a full frame)
+    adu /= GAIN
+    adu += BLACK_LEVEL
+    adu += rng.normal(0, READ_NOISE, shape)
+    np.rint(adu, out=adu)
+    data = np.clip(adu, 0, BLACK_LEVEL + SATURATION, out=adu).astype(np.uint16)
     return data, _header(truth, frame)
 
 

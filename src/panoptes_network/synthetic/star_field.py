@@ -24,6 +24,7 @@ from panoptes_network.synthetic.frames import (
     BLACK_LEVEL,
     FULL_SHAPE,
     GAIN,
+    READ_NOISE,
     SATURATION,
     FrameSpec,
     bayer_sky,
@@ -59,21 +60,32 @@ def true_wcs(spec: StarFieldSpec) -> WCS:
     return wcs
 
 
-def draw_stars(image: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray, fwhm: float) -> None:
-    """Add Gaussian PSFs at 0-based (x, y) with total ``flux`` ADU (in place)."""
+def draw_stars(
+    image: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    flux: np.ndarray,
+    fwhm: float,
+    sites: np.ndarray | None = None,
+) -> None:
+    """Add Gaussian PSFs at 0-based (x, y) with total ``flux`` ADU (in place). ``sites`` (stars, 4):
+    each star's weight on the RGGB sites (row-major in a 2x2 block; average 1 keeps ``flux``), its colour."""
     sigma = fwhm / 2.355
     radius = int(np.ceil(4 * sigma))
     offsets = np.arange(-radius, radius + 1)
     rows, cols = image.shape
-    for xi, yi, fi in zip(x, y, flux):
+    parity = (offsets[:, None] % 2) * 2 + offsets[None, :] % 2  # site offset of each pixel from the box's centre pixel
+    for i, (xi, yi, fi) in enumerate(zip(x, y, flux)):
         ix, iy = int(round(xi)), int(round(yi))
         if not (radius <= ix < cols - radius and radius <= iy < rows - radius):
             continue
         gy = np.exp(-0.5 * ((offsets + iy - yi) / sigma) ** 2)
         gx = np.exp(-0.5 * ((offsets + ix - xi) / sigma) ** 2)
-        image[iy - radius : iy + radius + 1, ix - radius : ix + radius + 1] += (
-            fi / (2 * np.pi * sigma**2) * np.outer(gy, gx)
-        )
+        psf = fi / (2 * np.pi * sigma**2) * np.outer(gy, gx)
+        if sites is not None:
+            shift = np.array([[0, 1], [2, 3]])[iy % 2, ix % 2]  # the site of the box's centre pixel
+            psf *= sites[i][parity ^ shift]
+        image[iy - radius : iy + radius + 1, ix - radius : ix + radius + 1] += psf
 
 
 def pointing_hint(spec: StarFieldSpec, rng: np.random.Generator) -> tuple[float, float]:
@@ -96,7 +108,7 @@ def make_star_field(
     signal = bayer_sky(spec.shape)
     draw_stars(signal, x, y, spec.flux_at_mag_10 * 10 ** (-0.4 * (stars.mag - 10.0)), spec.fwhm)
     electrons = rng.poisson(np.clip(signal, 0, None) * GAIN)
-    adu = electrons / GAIN + BLACK_LEVEL + rng.normal(0, 3.0, spec.shape)
+    adu = electrons / GAIN + BLACK_LEVEL + rng.normal(0, READ_NOISE, spec.shape)
     data = np.clip(np.rint(adu), 0, BLACK_LEVEL + SATURATION).astype(np.uint16)
     hint_ra, hint_dec = pointing_hint(spec, rng)
     return data, header_for(dataclasses.replace(frame_spec_for(spec), ra=hint_ra, dec=hint_dec)), wcs
