@@ -250,6 +250,20 @@ def test_the_difference_image_peaks_on_the_variable_star(measured: Measured) -> 
     assert np.nanmedian(difference) < 2 * np.median(measured.rms[0])  # elsewhere, noise
 
 
+def test_the_stack_and_difference_in_one_pass_are_those_of_two(
+    measured: Measured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read of the frames gives the same stack and difference, bit for bit, in blocks and on two threads."""
+    frames, offsets = measured.usable()
+    stack = stacking.median_stack(frames, offsets)
+    difference = stacking.difference_image(frames, stack)
+    monkeypatch.setattr(stacking, "BLOCK_BYTES", 4 * len(frames) * stack.image.shape[1] * 10)  # 5 blocks
+    together, one_pass = stacking.stack_and_difference(frames, offsets, workers=2)
+    assert np.array_equal(together.image, stack.image)
+    assert np.array_equal(one_pass, difference, equal_nan=True)
+    assert (together.region, together.shifts.tolist()) == (stack.region, stack.shifts.tolist())
+
+
 # --- stamp cube -----------------------------------------------------------------------------------
 
 

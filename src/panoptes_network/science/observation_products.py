@@ -225,8 +225,9 @@ def science_products(
     """Timelapse, stack, difference and stamp cube of the usable ``frames`` (the first is the reference)."""
     ids = [f.image_id for f in frames]
     spilled = [p.spilled for p in passes]
-    stack = stacking.median_stack(spilled, offsets, workers=settings.workers)
-    difference = stacking.difference_image(spilled, stack, settings.quality.saturation_level, settings.workers)
+    stack, difference = stacking.stack_and_difference(
+        spilled, offsets, settings.quality.saturation_level, settings.workers
+    )
     header = stack_header(reference, stack.region, sequence_id, ids)
     shape = spilled[0].shape
     found = reference_stars(stars, reference, passes[0].sources)
