@@ -223,6 +223,23 @@ def science_products(
     settings: ProductsSettings,
 ) -> dict[str, ProductFile]:
     """Timelapse, stack, difference and stamp cube of the usable ``frames`` (the first is the reference)."""
+    film = [TimelapseFrame(f.time, f.image_id, p.picture) for f, p in zip(frames, passes)]
+    with ThreadPoolExecutor(1) as encoder:  # x264 encodes on one thread without the GIL: beside the rest
+        timelapse = encoder.submit(encode, film, settings.timelapse)
+        files = _stack_difference_and_cube(sequence_id, frames, passes, reference, offsets, stars, settings)
+        return {"timelapse": product("timelapse", timelapse.result()), **files}
+
+
+def _stack_difference_and_cube(
+    sequence_id: str,
+    frames: Sequence[ObservationFrame],
+    passes: Sequence[FirstPass],
+    reference: WCS,
+    offsets: np.ndarray,
+    stars: CatalogStars | None,
+    settings: ProductsSettings,
+) -> dict[str, ProductFile]:
+    """The stack and the difference (one read of the spilled frames), their PNGs, and the stamp cube."""
     ids = [f.image_id for f in frames]
     spilled = [p.spilled for p in passes]
     stack, difference = stacking.stack_and_difference(
@@ -251,9 +268,7 @@ def science_products(
         )
         for f, (dx, dy) in zip(frames, offsets)
     ]
-    film = [TimelapseFrame(f.time, f.image_id, p.picture) for f, p in zip(frames, passes)]
     return {
-        "timelapse": product("timelapse", encode(film, settings.timelapse)),
         "stack": product("stack", fits_codec.quantized_file(stack.image, header)),
         "stack_png": product("stack_png", image_png(stack.image, settings.png_width)),
         "difference": product("difference", fits_codec.quantized_file(difference, header)),
