@@ -5,8 +5,10 @@ The night (``synthetic.night_conditions``): transparency falling 2% with 0.3% fl
 V 7-12.5 with colours, 40 blended pairs, and a V 9 star with a 2% transit over frames 20-39.
 Frames are rendered one at a time as the stamp cube reaches them (``synthetic.night_cube``: the
 generator's sky subtracted, the truth's drift), the cube is written and read back as the step
-stores it, and the lightcurves are made from the file. A second night is the same observation
-without the transit. About 70 s each on this machine kind, 1 GB.
+stores it, and the lightcurves are made from the file. A second night is the same exposures
+without the transit (``night_cubes``: each frame rendered once, the transit's electrons thinned out
+of the flat night's, so the two differ only under the target). 155 s in all on this 2-core machine
+kind under load (rendering both nights apart took about 7 min).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from panoptes_network.science.fluxes import SUM
 from panoptes_network.science.forced_photometry import CHANNELS
 from panoptes_network.synthetic import observation as obs
 from panoptes_network.synthetic.frames import FULL_SHAPE
-from panoptes_network.synthetic.night_cube import night_cube
+from panoptes_network.synthetic.night_cube import NightCube, night_cubes
 from panoptes_network.synthetic.star_field import StarFieldSpec
 
 FRAMES = 60
@@ -41,9 +43,8 @@ def spec(depth: float) -> obs.ObservationSpec:
 
 
 class Night:
-    def __init__(self, depth: float, folder: Path) -> None:
-        self.truth = obs.plan_observation(spec(depth))
-        cube = night_cube(self.truth)
+    def __init__(self, truth: obs.ObservationTruth, cube: NightCube, folder: Path) -> None:
+        self.truth = truth
         path = folder / "stamps.fits"
         path.write_bytes(cube.data)
         self.lightcurves = lc.make_lightcurves(lc.read_cube(path))
@@ -64,13 +65,27 @@ class Night:
 
 
 @pytest.fixture(scope="module")
-def transit(tmp_path_factory: pytest.TempPathFactory) -> Night:
-    return Night(DEPTH, tmp_path_factory.mktemp("transit"))
+def cubes() -> tuple[obs.ObservationTruth, NightCube, NightCube]:
+    """The night with the transit and the same exposures without it, rendered once."""
+    truth = obs.plan_observation(spec(DEPTH))
+    return (truth, *night_cubes(truth))
 
 
 @pytest.fixture(scope="module")
-def quiet_night(tmp_path_factory: pytest.TempPathFactory) -> Night:
-    return Night(0.0, tmp_path_factory.mktemp("quiet"))
+def transit(
+    cubes: tuple[obs.ObservationTruth, NightCube, NightCube], tmp_path_factory: pytest.TempPathFactory
+) -> Night:
+    truth, with_transit, _ = cubes
+    return Night(truth, with_transit, tmp_path_factory.mktemp("transit"))
+
+
+@pytest.fixture(scope="module")
+def quiet_night(
+    cubes: tuple[obs.ObservationTruth, NightCube, NightCube], tmp_path_factory: pytest.TempPathFactory
+) -> Night:
+    _, _, without = cubes
+    truth = obs.plan_observation(spec(0.0))  # the same stars; the target's curve is flat
+    return Night(truth, without, tmp_path_factory.mktemp("quiet"))
 
 
 def scatter_ratios(night: Night, channel: int) -> list[tuple[float, int, float]]:

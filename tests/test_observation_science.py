@@ -131,6 +131,30 @@ def test_the_variable_star_follows_its_curve_and_the_blurred_frame_is_blurred(me
     assert np.allclose(fluxes, VARIABLE.curve, atol=0.05)
 
 
+def test_the_pair_is_the_flat_night_and_the_variable_thinned_out_of_it_under_its_psf_alone() -> None:
+    """``render_science_pair``: the held frame is ``render_frame`` without the curve, bit for bit; the
+    planned one differs only within the variable's PSF, by its missing flux within Poisson noise."""
+    truth = obs.plan_observation(SPEC)
+    star = next(iter(truth.curves))
+    flat = dataclasses.replace(truth, curves={})
+    deficits = []
+    for index in (2, *range(8, 14)):
+        science = truth.science[index]
+        planned, held = obs.render_science_pair(truth, science)
+        assert np.array_equal(held, obs.render_frame(flat, science)[0])
+        x, y = truth.positions(science)
+        rows, cols = np.nonzero(planned != held)
+        box = np.ceil(4 * truth.fwhm[index] / 2.355) + 1  # draw_stars' box half-width, and rounding
+        assert np.hypot(cols - x[star], rows - y[star]).max(initial=0) <= box * np.sqrt(2)
+        deficits.append(float(held.astype(np.float64).sum() - planned.astype(np.float64).sum()))
+    assert deficits[0] == 0.0
+    expected = VARIABLE.flux * 0.5
+    # the thinned electrons' variance is at most their mean (binomial); 5 sigma, and the pixels' rounding
+    tolerance = 5 * np.sqrt(expected * obs.GAIN) / obs.GAIN + 10.0
+    for deficit in deficits[1:]:
+        assert abs(deficit - expected) < tolerance, f"lost {deficit:.0f} ADU of {expected:.0f}"
+
+
 # --- drift ----------------------------------------------------------------------------------------
 
 
@@ -224,6 +248,20 @@ def test_the_difference_image_peaks_on_the_variable_star(measured: Measured) -> 
     y, x = np.unravel_index(np.nanargmax(difference), difference.shape)
     assert np.hypot(x + stack.region.x0 - VARIABLE.x, y + stack.region.y0 - VARIABLE.y) < 3
     assert np.nanmedian(difference) < 2 * np.median(measured.rms[0])  # elsewhere, noise
+
+
+def test_the_stack_and_difference_in_one_pass_are_those_of_two(
+    measured: Measured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read of the frames gives the same stack and difference, bit for bit, in blocks and on two threads."""
+    frames, offsets = measured.usable()
+    stack = stacking.median_stack(frames, offsets)
+    difference = stacking.difference_image(frames, stack)
+    monkeypatch.setattr(stacking, "BLOCK_BYTES", 4 * len(frames) * stack.image.shape[1] * 10)  # 5 blocks
+    together, one_pass = stacking.stack_and_difference(frames, offsets, workers=2)
+    assert np.array_equal(together.image, stack.image)
+    assert np.array_equal(one_pass, difference, equal_nan=True)
+    assert (together.region, together.shifts.tolist()) == (stack.region, stack.shifts.tolist())
 
 
 # --- stamp cube -----------------------------------------------------------------------------------

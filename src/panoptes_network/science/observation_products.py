@@ -223,42 +223,45 @@ def science_products(
     settings: ProductsSettings,
 ) -> dict[str, ProductFile]:
     """Timelapse, stack, difference and stamp cube of the usable ``frames`` (the first is the reference)."""
-    ids = [f.image_id for f in frames]
-    spilled = [p.spilled for p in passes]
-    stack = stacking.median_stack(spilled, offsets, workers=settings.workers)
-    difference = stacking.difference_image(spilled, stack, settings.quality.saturation_level, settings.workers)
-    header = stack_header(reference, stack.region, sequence_id, ids)
-    shape = spilled[0].shape
-    found = reference_stars(stars, reference, passes[0].sources)
-    keep = inside_every_frame(found, offsets, shape)
-    found = CubeStars(*(np.asarray(column)[keep] for column in dataclasses.astuple(found)))
-    cube = stamp_cube.cut_cube(
-        LoadedFrames(spilled),
-        found.x,
-        found.y,
-        offsets,
-        stamp_cube.StampSettings(size=settings.stamp_size, saturation_level=settings.quality.saturation_level),
-    )
-    cube_frames = [
-        CubeFrame(
-            f.image_id,
-            f.time,
-            f.exposure,
-            math.nan if f.airmass is None else f.airmass,
-            math.nan if f.camera_temp is None else f.camera_temp,
-            (float(dx), float(dy)),
-        )
-        for f, (dx, dy) in zip(frames, offsets)
-    ]
     film = [TimelapseFrame(f.time, f.image_id, p.picture) for f, p in zip(frames, passes)]
-    return {
-        "timelapse": product("timelapse", encode(film, settings.timelapse)),
-        "stack": product("stack", fits_codec.quantized_file(stack.image, header)),
-        "stack_png": product("stack_png", image_png(stack.image, settings.png_width)),
-        "difference": product("difference", fits_codec.quantized_file(difference, header)),
-        "difference_png": product("difference_png", image_png(difference, settings.png_width)),
-        "stamp_cube": product("stamp_cube", stamps_fits(sequence_id, cube, found, cube_frames)),
-    }
+    with ThreadPoolExecutor(1) as encoder:  # x264 encodes on one thread without the GIL: beside the rest
+        timelapse = encoder.submit(encode, film, settings.timelapse)
+        ids = [f.image_id for f in frames]
+        spilled = [p.spilled for p in passes]
+        stack, difference = stacking.stack_and_difference(
+            spilled, offsets, settings.quality.saturation_level, settings.workers
+        )
+        header = stack_header(reference, stack.region, sequence_id, ids)
+        shape = spilled[0].shape
+        found = reference_stars(stars, reference, passes[0].sources)
+        keep = inside_every_frame(found, offsets, shape)
+        found = CubeStars(*(np.asarray(column)[keep] for column in dataclasses.astuple(found)))
+        cube = stamp_cube.cut_cube(
+            LoadedFrames(spilled),
+            found.x,
+            found.y,
+            offsets,
+            stamp_cube.StampSettings(size=settings.stamp_size, saturation_level=settings.quality.saturation_level),
+        )
+        cube_frames = [
+            CubeFrame(
+                f.image_id,
+                f.time,
+                f.exposure,
+                math.nan if f.airmass is None else f.airmass,
+                math.nan if f.camera_temp is None else f.camera_temp,
+                (float(dx), float(dy)),
+            )
+            for f, (dx, dy) in zip(frames, offsets)
+        ]
+        files = {
+            "stack": product("stack", fits_codec.quantized_file(stack.image, header)),
+            "stack_png": product("stack_png", image_png(stack.image, settings.png_width)),
+            "difference": product("difference", fits_codec.quantized_file(difference, header)),
+            "difference_png": product("difference_png", image_png(difference, settings.png_width)),
+            "stamp_cube": product("stamp_cube", stamps_fits(sequence_id, cube, found, cube_frames)),
+        }
+        return {"timelapse": product("timelapse", timelapse.result()), **files}
 
 
 def make_products(

@@ -113,14 +113,17 @@ def _each_block(
     frames: Sequence[FrameRows],
     shifts: np.ndarray,
     region: Overlap,
-    reduce: Callable[[slice, np.ndarray], np.ndarray],
+    reduce: Callable[[slice, np.ndarray], tuple[np.ndarray, ...]],
+    images: int,
     workers: int,
-) -> np.ndarray:
-    """The stack-shaped image whose every block of rows is ``reduce(rows, cube)``, on ``workers`` threads."""
-    image = np.empty(region.shape, np.float32)
+) -> list[np.ndarray]:
+    """``images`` stack-shaped images whose every block of rows is what ``reduce(rows, cube)`` returns,
+    on ``workers`` threads; each frame's rows are read once, whatever the images made of them."""
+    made = [np.empty(region.shape, np.float32) for _ in range(images)]
 
     def one(rows: slice) -> None:
-        image[rows] = reduce(rows, _cube(frames, shifts, region, rows))
+        for image, block in zip(made, reduce(rows, _cube(frames, shifts, region, rows)), strict=True):
+            image[rows] = block
 
     blocks = list(_block_rows(len(frames), region))
     if workers <= 1:
@@ -129,7 +132,7 @@ def _each_block(
     else:
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(one, blocks))
-    return image
+    return made
 
 
 def cube_median(cube: np.ndarray) -> np.ndarray:
@@ -142,15 +145,36 @@ def cube_median(cube: np.ndarray) -> np.ndarray:
     return middle if n % 2 else np.float32(0.5) * (lanes[..., n // 2 - 1] + middle)
 
 
-def median_stack(frames: Sequence[FrameRows], offsets: np.ndarray, workers: int = 1) -> Stack:
-    """The per-pixel median of the frames aligned by their even shifts, over their overlap."""
+def _stack_of(frames: Sequence[FrameRows], offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray, Overlap]:
+    """The frames' offsets, their even shifts and the overlap they share."""
     if len(frames) == 0:
         raise ValueError("no frames to stack")
     offsets = np.asarray(offsets, dtype=np.float64).reshape(len(frames), 2)
     shifts = even_shifts(offsets)
-    region = overlap(shifts, (frames[0].shape[0], frames[0].shape[1]))
-    image = _each_block(frames, shifts, region, lambda rows, cube: cube_median(cube), workers)
+    return offsets, shifts, overlap(shifts, (frames[0].shape[0], frames[0].shape[1]))
+
+
+def median_stack(frames: Sequence[FrameRows], offsets: np.ndarray, workers: int = 1) -> Stack:
+    """The per-pixel median of the frames aligned by their even shifts, over their overlap."""
+    offsets, shifts, region = _stack_of(frames, offsets)
+    (image,) = _each_block(frames, shifts, region, lambda rows, cube: (cube_median(cube),), 1, workers)
     return Stack(image, region, offsets, shifts)
+
+
+def stack_and_difference(
+    frames: Sequence[FrameRows], offsets: np.ndarray, saturation_level: float = SATURATION_ABOVE_SKY, workers: int = 1
+) -> tuple[Stack, np.ndarray]:
+    """``median_stack`` and its ``difference_image`` in one read of the frames (each block of the
+    difference needs only the same block of the median): the same values, one pass over 7 GB fewer."""
+    offsets, shifts, region = _stack_of(frames, offsets)
+    residual = _residual_rms(offsets - shifts, len(frames), saturation_level)
+
+    def both(rows: slice, cube: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        median = cube_median(cube)
+        return median, residual(median, cube)
+
+    image, difference = _each_block(frames, shifts, region, both, 2, workers)
+    return Stack(image, region, offsets, shifts), difference
 
 
 def misalignment_terms(misalignment: np.ndarray) -> np.ndarray:
@@ -168,6 +192,25 @@ def fit_basis(terms: np.ndarray) -> np.ndarray:
     return np.asarray(u[:, singular > singular.max() * max(terms.shape) * np.finfo(np.float64).eps], np.float32)
 
 
+def _residual_rms(
+    misalignment: np.ndarray, frames: int, saturation_level: float
+) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """The difference image of one block, from its median and its cube (which it changes)."""
+    basis = fit_basis(misalignment_terms(misalignment))
+    freedom = frames - basis.shape[1]
+
+    def rms(median: np.ndarray, cube: np.ndarray) -> np.ndarray:
+        saturated = (cube >= saturation_level).any(axis=0)
+        cube -= median
+        total = np.einsum("fij,fij->ij", cube, cube)
+        if basis.shape[1]:
+            projected = np.tensordot(basis.T, cube, axes=1)
+            total -= np.einsum("kij,kij->ij", projected, projected)
+        return np.where(saturated, np.nan, np.sqrt(np.clip(total, 0, None) / freedom))
+
+    return rms
+
+
 def difference_image(
     frames: Sequence[FrameRows], stack: Stack, saturation_level: float = SATURATION_ABOVE_SKY, workers: int = 1
 ) -> np.ndarray:
@@ -175,16 +218,8 @@ def difference_image(
 
     With U an orthonormal basis of the terms, the fit's residual r = (1 - U U^T) c of c = frame - stack
     has |r|^2 = |c|^2 - |U^T c|^2: a (rank x frames) product instead of (frames x frames)."""
-    basis = fit_basis(misalignment_terms(stack.misalignment))
-    freedom = len(frames) - basis.shape[1]
-
-    def rms(rows: slice, cube: np.ndarray) -> np.ndarray:
-        saturated = (cube >= saturation_level).any(axis=0)
-        cube -= stack.image[rows]
-        total = np.einsum("fij,fij->ij", cube, cube)
-        if basis.shape[1]:
-            projected = np.tensordot(basis.T, cube, axes=1)
-            total -= np.einsum("kij,kij->ij", projected, projected)
-        return np.where(saturated, np.nan, np.sqrt(np.clip(total, 0, None) / freedom))
-
-    return _each_block(frames, stack.shifts, stack.region, rms, workers)
+    residual = _residual_rms(stack.misalignment, len(frames), saturation_level)
+    (image,) = _each_block(
+        frames, stack.shifts, stack.region, lambda rows, cube: (residual(stack.image[rows], cube),), 1, workers
+    )
+    return image

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -125,20 +125,44 @@ def cut_cube(
 ) -> StampCube:
     """Stamps of every star (reference-frame positions ``x``, ``y``) in every background-subtracted
     frame, whose (dx, dy) against the reference are ``offsets`` (frames, 2)."""
+    return cut_cubes(((frame,) for frame in frames), (len(frames), 1), x, y, offsets, settings)[0]
+
+
+def cut_cubes(
+    frames: Iterable[Sequence[np.ndarray]],
+    shape: tuple[int, int],
+    x: np.ndarray,
+    y: np.ndarray,
+    offsets: np.ndarray,
+    settings: StampSettings = StampSettings(),
+) -> list[StampCube]:
+    """``cut_cube`` of several versions of the same frames at once: ``frames`` yields each frame's
+    versions together, ``shape`` is (frames, versions). A frame made in several versions is made once."""
     x, y, offsets = np.asarray(x, np.float64), np.asarray(y, np.float64), np.asarray(offsets, np.float64)
     size = settings.size
     x0, y0 = reference_origins(x[:, None] + offsets[None, :, 0], y[:, None] + offsets[None, :, 1], size)
-    stamps = np.empty((len(x), len(frames), size, size), np.float32)
-    flags = np.zeros(x0.shape, np.int32)
-    for f, frame in enumerate(frames):
-        rows, cols = frame.shape
-        stamps[:, f] = _cut(frame, x0[:, f], y0[:, f], size)
-        outside = (x0[:, f] < 0) | (y0[:, f] < 0) | (x0[:, f] + size > cols) | (y0[:, f] + size > rows)
-        m = settings.edge_margin_px
-        near = (x0[:, f] < m) | (y0[:, f] < m) | (x0[:, f] + size > cols - m) | (y0[:, f] + size > rows - m)
-        peak = np.where(np.isnan(stamps[:, f]), -np.inf, stamps[:, f]).max(axis=(1, 2), initial=-np.inf)
-        flags[:, f] |= np.where(outside, StampFlag.OUTSIDE, 0)
-        flags[:, f] |= np.where(near & ~outside, StampFlag.NEAR_EDGE, 0)
-        flags[:, f] |= np.where(peak >= settings.saturation_level, StampFlag.SATURATED, 0)
-    flags |= np.where(_neighbours(x, y, offsets, x0, y0, size), StampFlag.NEIGHBOUR, 0).astype(np.int32)
-    return StampCube(stamps, x0, y0, x[:, None] + offsets[None, :, 0], y[:, None] + offsets[None, :, 1], flags)
+    stamps = [np.empty((len(x), shape[0], size, size), np.float32) for _ in range(shape[1])]
+    flags = [np.zeros(x0.shape, np.int32) for _ in range(shape[1])]
+    for f, versions in enumerate(frames):
+        for v, frame in enumerate(versions):
+            stamps[v][:, f], flags[v][:, f] = _cut_frame(frame, x0[:, f], y0[:, f], settings)
+    neighbours = np.where(_neighbours(x, y, offsets, x0, y0, size), StampFlag.NEIGHBOUR, 0).astype(np.int32)
+    positions = x[:, None] + offsets[None, :, 0], y[:, None] + offsets[None, :, 1]
+    return [StampCube(s, x0, y0, *positions, f | neighbours) for s, f in zip(stamps, flags)]
+
+
+def _cut_frame(
+    frame: np.ndarray, x0: np.ndarray, y0: np.ndarray, settings: StampSettings
+) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's stamps and their edge, outside and saturation flags."""
+    size = settings.size
+    rows, cols = frame.shape
+    stamps = _cut(frame, x0, y0, size)
+    outside = (x0 < 0) | (y0 < 0) | (x0 + size > cols) | (y0 + size > rows)
+    m = settings.edge_margin_px
+    near = (x0 < m) | (y0 < m) | (x0 + size > cols - m) | (y0 + size > rows - m)
+    peak = np.where(np.isnan(stamps), -np.inf, stamps).max(axis=(1, 2), initial=-np.inf)
+    flags = np.where(outside, StampFlag.OUTSIDE, 0)
+    flags |= np.where(near & ~outside, StampFlag.NEAR_EDGE, 0)
+    flags |= np.where(peak >= settings.saturation_level, StampFlag.SATURATED, 0)
+    return stamps, flags

@@ -3,7 +3,7 @@
 Plate-solving and background-modelling sixty full frames takes many minutes; the lightcurves only
 need the cube. Here each science frame is rendered when the cube reaches it (a full frame is 36 MB
 of pixels, 72 MB as float32), the generator's own sky is subtracted (what a perfect background model
-leaves), and ``stamp_cube.cut_cube`` cuts it at the truth's offsets, the drift the step measures
+leaves), and ``stamp_cube.cut_cubes`` cuts it at the truth's offsets, the drift the step measures
 from the WCS to a tenth of a pixel; ``stamp_cube_file.stamps_fits`` writes the file the step stores.
 Stars are the truth's, with their V magnitude, that fall on the detector in every frame
 (``observation_products.inside_every_frame``, as the step keeps them).
@@ -12,40 +12,22 @@ Stars are the truth's, with their V magnitude, that fall on the detector in ever
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from typing import overload
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
 from panoptes_network.science.observation_products import inside_every_frame
-from panoptes_network.science.stamp_cube import StampSettings, cut_cube
+from panoptes_network.science.stamp_cube import StampSettings, cut_cubes
 from panoptes_network.science.stamp_cube_file import CubeFrame, CubeStars, stamps_fits
 from panoptes_network.synthetic.frames import BLACK_LEVEL, bayer_sky
-from panoptes_network.synthetic.observation import ObservationTruth, PlannedFrame, render_frame
+from panoptes_network.synthetic.observation import ObservationTruth, render_frame, render_science_pair
 
 
-class RenderedFrames(Sequence[np.ndarray]):
-    """The science frames less the generator's sky, each rendered when indexed."""
-
-    def __init__(self, truth: ObservationTruth, frames: Sequence[PlannedFrame]) -> None:
-        self._truth = truth
-        self._frames = list(frames)
-        self._sky = bayer_sky(truth.spec.field.shape) + np.float32(BLACK_LEVEL)
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    @overload
-    def __getitem__(self, index: int) -> np.ndarray: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> RenderedFrames: ...
-
-    def __getitem__(self, index: int | slice) -> np.ndarray | RenderedFrames:
-        if isinstance(index, slice):
-            return RenderedFrames(self._truth, self._frames[index])
-        data, _ = render_frame(self._truth, self._frames[index])
-        return data.astype(np.float32) - self._sky
+def _less_sky(truth: ObservationTruth, frames: Iterable[tuple[np.ndarray, ...]]) -> Iterator[list[np.ndarray]]:
+    """Each raw frame version less the generator's sky and black level (float32), frame by frame."""
+    sky = bayer_sky(truth.spec.field.shape) + np.float32(BLACK_LEVEL)
+    for versions in frames:
+        yield [data.astype(np.float32) - sky for data in versions]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +38,22 @@ class NightCube:
 
 def night_cube(truth: ObservationTruth, size: int = 16) -> NightCube:
     """The stamp cube file of every science frame of ``truth`` (which needs ``conditions``: magnitudes)."""
+    rendered = ((render_frame(truth, frame)[0],) for frame in truth.science)
+    return _night_cubes(truth, rendered, 1, size)[0]
+
+
+def night_cubes(truth: ObservationTruth, size: int = 16) -> tuple[NightCube, NightCube]:
+    """``night_cube`` of ``truth`` and of the same exposures with its variable stars held at their mean
+    flux (``observation.render_science_pair``: each frame rendered once, the two differ only under the
+    variables)."""
+    planned, held = _night_cubes(truth, (render_science_pair(truth, frame) for frame in truth.science), 2, size)
+    return planned, held
+
+
+def _night_cubes(
+    truth: ObservationTruth, rendered: Iterable[tuple[np.ndarray, ...]], versions: int, size: int
+) -> list[NightCube]:
+    """The stamp cube file of each version of the ``rendered`` science frames."""
     if truth.night is None:
         raise ValueError("the night cube needs an observation made with conditions")
     science = truth.science
@@ -66,8 +64,9 @@ def night_cube(truth: ObservationTruth, size: int = 16) -> NightCube:
     )
     keep = np.flatnonzero(inside_every_frame(every, offsets, truth.spec.field.shape))
     stars = CubeStars(*(np.asarray(column)[keep] for column in dataclasses.astuple(every)))
-    cube = cut_cube(RenderedFrames(truth, science), stars.x, stars.y, offsets, StampSettings(size=size))
-    frames = [
+    frames = _less_sky(truth, rendered)
+    cubes = cut_cubes(frames, (len(science), versions), stars.x, stars.y, offsets, StampSettings(size=size))
+    records = [
         CubeFrame(
             f"{truth.sequence_id}_{f.index:03d}",
             f.time,
@@ -78,4 +77,4 @@ def night_cube(truth: ObservationTruth, size: int = 16) -> NightCube:
         )  # fmt: skip
         for f, (dx, dy) in zip(science, offsets)
     ]
-    return NightCube(stamps_fits(truth.sequence_id, cube, stars, frames), keep)
+    return [NightCube(stamps_fits(truth.sequence_id, cube, stars, records), keep) for cube in cubes]

@@ -305,33 +305,90 @@ def _sky(shape: tuple[int, int]) -> np.ndarray:
     return sky
 
 
-def render_frame(truth: ObservationTruth, frame: PlannedFrame) -> tuple[np.ndarray, fits.Header]:
-    """The frame's raw pixels (uint16, black level included) and header; noise of its own."""
-    spec = truth.spec
+def _frame_rng(truth: ObservationTruth, frame: PlannedFrame, stream: int = 0) -> np.random.Generator:
+    """Each frame's own noise; ``stream`` 1 is the thinning of ``render_science_pair``, apart from the rest."""
     kinds = list(FrameKind)
-    rng = np.random.default_rng([spec.seed, 1 + kinds.index(frame.kind), frame.index])
+    key = [truth.spec.seed, 1 + kinds.index(frame.kind), frame.index] + ([stream] if stream else [])
+    return np.random.default_rng(key)
+
+
+def _signal(truth: ObservationTruth, frame: PlannedFrame, vary: bool = True) -> np.ndarray:
+    """The frame's expected ADU above black: the sky and every star (variables on their curve if ``vary``)."""
+    spec = truth.spec
     shape = spec.field.shape
     if frame.kind is FrameKind.DARK:
-        signal = np.zeros(shape, np.float32)
-    else:
-        scale = frame.exptime / spec.exptime
-        signal = _sky(shape) * np.float32(scale)
-        flux = truth.star_flux * scale
-        if frame.is_science:
-            flux = flux.copy()
-            for star, curve in truth.curves.items():
-                flux[star] *= curve[frame.index]
-        x, y = truth.positions(frame)
-        night = truth.night
-        sites = None if night is None else night.site_weights(frame.index if frame.is_science else 0)
-        draw_stars(signal, x, y, flux, frame.fwhm, sites)
-    adu = rng.poisson(np.clip(signal, 0, None) * GAIN).astype(np.float64)  # electrons; in place below (a full frame)
-    adu /= GAIN
-    adu += BLACK_LEVEL
-    adu += rng.normal(0, READ_NOISE, shape)
-    np.rint(adu, out=adu)
-    data = np.clip(adu, 0, BLACK_LEVEL + SATURATION, out=adu).astype(np.uint16)
-    return data, _header(truth, frame)
+        return np.zeros(shape, np.float32)
+    scale = frame.exptime / spec.exptime
+    signal = _sky(shape) * np.float32(scale)
+    flux = truth.star_flux * scale
+    if frame.is_science and vary:
+        flux = flux.copy()
+        for star, curve in truth.curves.items():
+            flux[star] *= curve[frame.index]
+    x, y = truth.positions(frame)
+    night = truth.night
+    sites = None if night is None else night.site_weights(frame.index if frame.is_science else 0)
+    draw_stars(signal, x, y, flux, frame.fwhm, sites)
+    return signal
+
+
+def _variation(truth: ObservationTruth, frame: PlannedFrame) -> np.ndarray:
+    """What the variables add to a science frame's expected ADU: their PSFs x flux x (curve - 1)."""
+    variation = np.zeros(truth.spec.field.shape, np.float32)
+    stars = np.array(sorted(truth.curves), dtype=np.int64)
+    change = np.array([truth.curves[s][frame.index] - 1.0 for s in stars])
+    x, y = truth.positions(frame)
+    night = truth.night
+    sites = None if night is None else night.site_weights(frame.index)[stars]
+    scale = frame.exptime / truth.spec.exptime
+    draw_stars(variation, x[stars], y[stars], truth.star_flux[stars] * scale * change, frame.fwhm, sites)
+    return variation
+
+
+def _readout(rng: np.random.Generator, *electrons: np.ndarray) -> list[np.ndarray]:
+    """Raw uint16 pixels of each electron image (float64, converted in place: a full frame), one read noise
+    for all of them."""
+    noise = rng.normal(0, READ_NOISE, electrons[0].shape)
+    pixels = []
+    for adu in electrons:
+        adu /= GAIN
+        adu += BLACK_LEVEL
+        adu += noise
+        np.rint(adu, out=adu)
+        pixels.append(np.clip(adu, 0, BLACK_LEVEL + SATURATION, out=adu).astype(np.uint16))
+    return pixels
+
+
+def render_frame(truth: ObservationTruth, frame: PlannedFrame) -> tuple[np.ndarray, fits.Header]:
+    """The frame's raw pixels (uint16, black level included) and header; noise of its own."""
+    rng = _frame_rng(truth, frame)
+    electrons = rng.poisson(np.clip(_signal(truth, frame), 0, None) * GAIN).astype(np.float64)
+    return _readout(rng, electrons)[0], _header(truth, frame)
+
+
+def render_science_pair(truth: ObservationTruth, frame: PlannedFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A science frame as planned and the same exposure with every variable star held at its mean flux.
+
+    Comparing a night with a signal to the same night without one needs both, and rendering a full
+    frame twice is the cost of such a test. One Poisson draw serves both: the constant frame is bit for
+    bit ``render_frame`` of the truth without curves; for the planned one the variables' missing
+    electrons are thinned out of it (a Poisson count whose electrons are each kept with probability p
+    is exactly Poisson with p x its mean) and any extra ones drawn on top; the read noise is shared.
+    The two differ only under the variables' PSFs.
+    """
+    if not frame.is_science:
+        raise ValueError(f"{frame.name} is not a science frame")
+    rng = _frame_rng(truth, frame)
+    constant = np.clip(_signal(truth, frame, vary=False), 0, None)
+    electrons = rng.poisson(constant * GAIN).astype(np.float64)
+    change = _variation(truth, frame)
+    planned = electrons.copy()
+    lost, gained = change < 0, change > 0
+    thinning = _frame_rng(truth, frame, stream=1)
+    planned[lost] -= thinning.binomial(electrons[lost].astype(np.int64), -change[lost] / constant[lost])
+    planned[gained] += thinning.poisson(change[gained] * GAIN)
+    as_planned, held = _readout(rng, planned, electrons)
+    return as_planned, held
 
 
 def render_observation(truth: ObservationTruth) -> Iterator[tuple[PlannedFrame, np.ndarray, fits.Header]]:
