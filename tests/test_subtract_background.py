@@ -267,6 +267,22 @@ def test_nans_and_saturated_patches_are_masked_not_modelled(synthetic_frame) -> 
     assert all(c.masked_fraction > 0.03 for c in background.channels)  # 200x300 + 100x100 of 1200x1800
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.dtype(">i2")])
+def test_integer_frames_give_the_float_estimate_exactly(synthetic_frame, dtype) -> None:
+    """Camera raws are sorted as integers (a radix sort), anything else as float32: the two ways
+    must agree to the bit, saturated patches and partial edge meshes included."""
+    data, header, _ = synthetic_frame
+    frame = data.copy()
+    frame[600:700, 900:1000] = synthetic.BLACK_LEVEL + synthetic.SATURATION
+    as_integers = bm.estimate(frame[:-5, :-7].astype(dtype), header, SETTINGS)
+    as_floats = bm.estimate(frame[:-5, :-7].astype(np.float32), header, SETTINGS)
+    for integer, floating in zip(as_integers.channels, as_floats.channels, strict=True):
+        assert np.array_equal(integer.model_grid, floating.model_grid), integer.name
+        assert np.array_equal(integer.rms_grid, floating.rms_grid), integer.name
+        assert integer.masked_fraction == floating.masked_fraction > 0
+    assert bm.summary(as_integers) == bm.summary(as_floats)
+
+
 def test_a_frame_too_small_for_any_mesh_is_bad_input() -> None:
     with pytest.raises(BadInput, match="too small"):
         bm.estimate(np.full((10, 400), 2300, dtype=np.uint16), fits.Header(), SETTINGS)
