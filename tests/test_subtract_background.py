@@ -96,6 +96,22 @@ def test_the_stored_grid_reproduces_the_estimate_and_the_bytes_repeat(synthetic_
     assert bm.to_fits(background, SETTINGS) == synthetic_file
 
 
+def test_the_summary_samples_the_full_maps_within_a_thousandth_of_the_noise(synthetic_frame) -> None:
+    """The recorded statistics come from every other row and column of the smooth maps."""
+    data, header, _ = synthetic_frame
+    background = bm.estimate(data, header, SETTINGS)
+    recorded = bm.summary(background)["channels"]
+    for channel in background.channels:
+        model, rms = channel.model(), channel.rms()
+        noise = float(np.median(rms))
+        full = dict(zip(bm.PERCENTILES, np.percentile(model, bm.PERCENTILES)))
+        stats = recorded[channel.name]
+        assert stats["median"] == pytest.approx(float(np.median(model)), abs=0.001 * noise), channel.name
+        assert stats["rms"] == pytest.approx(noise, abs=0.001 * noise), channel.name
+        for p, value in full.items():
+            assert stats["percentiles"][f"p{p}"] == pytest.approx(value, abs=0.001 * noise), (channel.name, p)
+
+
 def test_the_file_is_documented_in_its_header(synthetic_file) -> None:
     hdus = fits_codec.open_fits(synthetic_file, "background")
     names = [hdu.name for hdu in hdus[1:]]
