@@ -96,6 +96,22 @@ def test_the_stored_grid_reproduces_the_estimate_and_the_bytes_repeat(synthetic_
     assert bm.to_fits(background, SETTINGS) == synthetic_file
 
 
+def test_the_summary_samples_the_full_maps_within_a_thousandth_of_the_noise(synthetic_frame) -> None:
+    """The recorded statistics come from every other row and column of the smooth maps."""
+    data, header, _ = synthetic_frame
+    background = bm.estimate(data, header, SETTINGS)
+    recorded = bm.summary(background)["channels"]
+    for channel in background.channels:
+        model, rms = channel.model(), channel.rms()
+        noise = float(np.median(rms))
+        full = dict(zip(bm.PERCENTILES, np.percentile(model, bm.PERCENTILES)))
+        stats = recorded[channel.name]
+        assert stats["median"] == pytest.approx(float(np.median(model)), abs=0.001 * noise), channel.name
+        assert stats["rms"] == pytest.approx(noise, abs=0.001 * noise), channel.name
+        for p, value in full.items():
+            assert stats["percentiles"][f"p{p}"] == pytest.approx(value, abs=0.001 * noise), (channel.name, p)
+
+
 def test_the_file_is_documented_in_its_header(synthetic_file) -> None:
     hdus = fits_codec.open_fits(synthetic_file, "background")
     names = [hdu.name for hdu in hdus[1:]]
@@ -265,6 +281,22 @@ def test_nans_and_saturated_patches_are_masked_not_modelled(synthetic_frame) -> 
         error = np.median(np.abs((model - truth)[where][hole]))
         assert error < 0.25 * np.median(rms[where]), name
     assert all(c.masked_fraction > 0.03 for c in background.channels)  # 200x300 + 100x100 of 1200x1800
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.dtype(">i2")])
+def test_integer_frames_give_the_float_estimate_exactly(synthetic_frame, dtype) -> None:
+    """Camera raws are sorted as integers (a radix sort), anything else as float32: the two ways
+    must agree to the bit, saturated patches and partial edge meshes included."""
+    data, header, _ = synthetic_frame
+    frame = data.copy()
+    frame[600:700, 900:1000] = synthetic.BLACK_LEVEL + synthetic.SATURATION
+    as_integers = bm.estimate(frame[:-5, :-7].astype(dtype), header, SETTINGS)
+    as_floats = bm.estimate(frame[:-5, :-7].astype(np.float32), header, SETTINGS)
+    for integer, floating in zip(as_integers.channels, as_floats.channels, strict=True):
+        assert np.array_equal(integer.model_grid, floating.model_grid), integer.name
+        assert np.array_equal(integer.rms_grid, floating.rms_grid), integer.name
+        assert integer.masked_fraction == floating.masked_fraction > 0
+    assert bm.summary(as_integers) == bm.summary(as_floats)
 
 
 def test_a_frame_too_small_for_any_mesh_is_bad_input() -> None:

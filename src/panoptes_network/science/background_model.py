@@ -18,7 +18,8 @@ pixels (at or above the white level) and NaNs are masked.
 
 Method (photutils ``Background2D`` with upstream's settings, made fast): meshes of 42 px on a
 channel grid (= upstream's 84 px box on the full frame), each reduced to a sigma-clipped
-(5 sigma) median and sigma by order statistics of its sorted pixels; meshes with under half
+(5 sigma) median and sigma by order statistics of its sorted pixels (a radix sort for camera raws,
+the clipping bounds found by binary search: 0.45 -> 0.15 s for a full frame); meshes with under half
 their pixels valid are filled from their good neighbours, ring by ring; a 3x3 median filter
 over the mesh grid; a cubic spline zoom (scipy order 3, grid mode, reflect: photutils'
 ``BkgZoomInterpolator``) back to pixels. sep was measured and not used: its SExtractor mode
@@ -64,6 +65,7 @@ from panoptes_network.science.fits_codec import open_fits
 
 CHANNEL_GRID_MIN = 8  # a channel grid smaller than this per axis is not a frame we can model
 PERCENTILES = (5, 25, 50, 75, 95)
+SUMMARY_BINNING = 2  # the summary's statistics: the smooth maps' means in 2x2 blocks
 BLACK_KEYS = ("BLACKLVL", "BLACKLEV", "BLKLEVEL", "BLKLVL", "BLACK", "PEDESTAL")
 WHITE_RAW_KEYS = ("SATURATE", "WHITELVL", "WHITELEV")  # raw ADU, black included
 WHITE_ABOVE_BLACK_KEYS = ("WHTLVLN",)  # Canon's normal white level, above black
@@ -113,12 +115,12 @@ class ChannelBackground:
     masked_fraction: float
     bad_meshes: int
 
-    def model(self) -> np.ndarray:
-        """The smooth sky on the channel grid (ADU above black)."""
-        return expand(self.model_grid, self.mesh, self.shape)
+    def model(self, binned: int = 1) -> np.ndarray:
+        """The smooth sky on the channel grid (ADU above black), or its means in blocks (``expand``)."""
+        return expand(self.model_grid, self.mesh, self.shape, binned)
 
-    def rms(self) -> np.ndarray:
-        return expand(self.rms_grid, self.mesh, self.shape)
+    def rms(self, binned: int = 1) -> np.ndarray:
+        return expand(self.rms_grid, self.mesh, self.shape, binned)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,18 +211,28 @@ def mesh_for(shape: tuple[int, int], settings: BackgroundSettings) -> tuple[int,
     return mesh, max(1, filter_size), warnings
 
 
-def _mesh_rows(grid: np.ndarray, mesh: int, white: float) -> tuple[np.ndarray, float]:
-    """One row per mesh (raster order), sorted, NaN last (saturated, NaN or padding), in float32
-    (native endian whatever the FITS byte order); and the fraction of the grid that was masked."""
+def _mesh_rows(grid: np.ndarray, mesh: int, white: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """One row per mesh (raster order), sorted, its valid pixels first (saturated, NaN and padding
+    last); the count of valid pixels per row; and the fraction of the grid that was masked.
+
+    Integer frames of up to 16 bits (every camera raw) stay integers, masked pixels set to the
+    type's largest value: numpy's stable sort of 16-bit integers is a radix sort, 3x faster than
+    sorting float32. Other frames become float32 (native endian) with NaN for masked pixels."""
     ny, nx = -(-grid.shape[0] // mesh), -(-grid.shape[1] // mesh)
-    padded = np.full((ny * mesh, nx * mesh), np.nan, dtype=np.float32)
+    small_integers = np.issubdtype(grid.dtype, np.integer) and grid.dtype.itemsize <= 2
+    dtype = grid.dtype.newbyteorder("=") if small_integers else np.dtype(np.float32)
+    fill = float(np.iinfo(grid.dtype).max) if small_integers else np.nan
+    padded = np.full((ny * mesh, nx * mesh), fill, dtype=dtype)
     values = padded[: grid.shape[0], : grid.shape[1]]
     values[...] = grid
-    masked = ~(values < white)  # NaN compares false: masked too
-    values[masked] = np.nan
+    valid = np.zeros(padded.shape, dtype=bool)
+    valid[: grid.shape[0], : grid.shape[1]] = values < white  # NaN compares false: masked too
+    masked = ~valid[: grid.shape[0], : grid.shape[1]]
+    values[masked] = fill
     rows = padded.reshape(ny, mesh, nx, mesh).transpose(0, 2, 1, 3).reshape(ny * nx, mesh * mesh)
-    rows.sort(axis=1)
-    return rows, float(np.count_nonzero(masked)) / masked.size
+    rows.sort(axis=1, kind="stable" if small_integers else "quicksort")
+    counts = valid.reshape(ny, mesh, nx, mesh).sum(axis=(1, 3)).ravel()
+    return rows, counts, float(np.count_nonzero(masked)) / masked.size
 
 
 def _mesh_areas(shape: tuple[int, int], mesh: int) -> np.ndarray:
@@ -240,20 +252,38 @@ def _order_statistic(rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, fraction:
     return np.asarray(rows[index, below] * (1 - weight) + rows[index, above] * weight, dtype=np.float32)
 
 
-def clipped_stats(rows: np.ndarray, sigma: float, maxiters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _count_below(rows: np.ndarray, valid: np.ndarray, limits: np.ndarray, inclusive: bool) -> np.ndarray:
+    """Per row, how many of its first ``valid`` (sorted) values are below ``limits`` (or equal,
+    when ``inclusive``): a binary search of every row at once, a dozen gathers instead of a pass
+    over every pixel."""
+    index = np.arange(rows.shape[0])
+    low, high = np.zeros_like(valid), valid.copy()
+    while (active := low < high).any():
+        middle = (low + high) // 2
+        value = rows[index, np.minimum(middle, rows.shape[1] - 1)]
+        right = active & ((value <= limits) if inclusive else (value < limits))
+        low = np.where(right, middle + 1, low)
+        high = np.where(active & ~right, middle, high)
+    return low
+
+
+def clipped_stats(
+    rows: np.ndarray, valid: np.ndarray, sigma: float, maxiters: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per row: sigma-clipped median, sigma and count kept, from order statistics alone.
 
-    Rows are sorted, so the kept pixels are one contiguous range: each iteration only moves its
-    bounds. Sigma is half the 15.87-84.13 percentile range (the standard deviation for Gaussian
-    sky noise, insensitive to the stars that clipping has not removed yet).
+    Rows are sorted with their ``valid`` pixels first, so the kept pixels are one contiguous
+    range: each iteration only moves its bounds, found by binary search. Sigma is half the
+    15.87-84.13 percentile range (the standard deviation for Gaussian sky noise, insensitive to
+    the stars that clipping has not removed yet).
     """
     lo = np.zeros(rows.shape[0], dtype=np.int64)
-    hi = np.count_nonzero(np.isfinite(rows), axis=1)
+    hi = valid.astype(np.int64)
     for _ in range(maxiters):
         median = _order_statistic(rows, lo, hi, 0.5)
         spread = 0.5 * (_order_statistic(rows, lo, hi, 0.8413) - _order_statistic(rows, lo, hi, 0.1587))
-        new_lo = np.count_nonzero(rows < (median - sigma * spread)[:, None], axis=1)
-        new_hi = np.count_nonzero(rows <= (median + sigma * spread)[:, None], axis=1)
+        new_lo = _count_below(rows, valid, median - sigma * spread, inclusive=False)
+        new_hi = _count_below(rows, valid, median + sigma * spread, inclusive=True)
         if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             break
         lo, hi = new_lo, new_hi
@@ -288,8 +318,8 @@ def estimate_channel(
     """Mesh grids of sky and RMS of one channel: black subtracted, saturation and NaN masked."""
     name, row, col = channel
     grid = raw[row::2, col::2]
-    rows, masked_fraction = _mesh_rows(grid, mesh, levels.white)
-    median, spread, kept = clipped_stats(rows, settings.sigma, settings.maxiters)
+    rows, valid, masked_fraction = _mesh_rows(grid, mesh, levels.white)
+    median, spread, kept = clipped_stats(rows, valid, settings.sigma, settings.maxiters)
     median -= np.float32(levels.black[name])  # statistics in raw ADU; the sky is kept above black
     ny, nx = -(-grid.shape[0] // mesh), -(-grid.shape[1] // mesh)
     good = (kept >= settings.min_valid_fraction * _mesh_areas(grid.shape, mesh).ravel()) & (kept >= 3)
@@ -325,10 +355,21 @@ def _spline_weights(meshes: int, mesh: int, size: int) -> np.ndarray:
     return weights
 
 
-def expand(grid: np.ndarray, mesh: int, shape: tuple[int, int]) -> np.ndarray:
-    """The smooth full channel-grid map from a mesh grid: a separable cubic spline, two products."""
-    rows = _spline_weights(grid.shape[0], mesh, shape[0])
-    cols = _spline_weights(grid.shape[1], mesh, shape[1])
+def _binned(weights: np.ndarray, size: int) -> np.ndarray:
+    """Spline weights of the means of ``size`` consecutive pixels (the last block may be shorter)."""
+    if size == 1:
+        return weights
+    starts = np.arange(0, weights.shape[0], size)
+    counts = np.diff(np.append(starts, weights.shape[0]))
+    return np.asarray(np.add.reduceat(weights, starts, axis=0) / counts[:, None], dtype=np.float32)
+
+
+def expand(grid: np.ndarray, mesh: int, shape: tuple[int, int], binned: int = 1) -> np.ndarray:
+    """The smooth full channel-grid map from a mesh grid: a separable cubic spline, two products;
+    with ``binned`` > 1, the map's means in blocks of that many pixels a side (``binned``**2 fewer
+    values, as unbiased as the map: a stride would shift it by half a pixel)."""
+    rows = _binned(_spline_weights(grid.shape[0], mesh, shape[0]), binned)
+    cols = _binned(_spline_weights(grid.shape[1], mesh, shape[1]), binned)
     return np.asarray(rows @ (grid.astype(np.float32) @ cols.T), dtype=np.float32)
 
 
@@ -356,14 +397,18 @@ def _rounded(value: float) -> float:
 
 
 def summary(background: Background) -> dict[str, Any]:
-    """What is recorded on the image: per-channel median, RMS and model percentiles (ADU above black)."""
+    """What is recorded on the image: per-channel median, RMS and model percentiles (ADU above black).
+
+    From the maps' means in 2x2 blocks (splines smooth over 42 px): within 0.001 of the sky RMS
+    of the full maps' values, in a quarter of the time."""
     channels = {}
     for channel in background.channels:
-        model = channel.model()
+        model = channel.model(SUMMARY_BINNING)
+        percentiles = dict(zip(PERCENTILES, np.percentile(model, PERCENTILES)))  # one pass: p50 is the median
         channels[channel.name] = {
-            "median": _rounded(np.median(model)),
-            "rms": _rounded(np.median(channel.rms())),
-            "percentiles": {f"p{p}": _rounded(v) for p, v in zip(PERCENTILES, np.percentile(model, PERCENTILES))},
+            "median": _rounded(percentiles[50]),
+            "rms": _rounded(np.median(channel.rms(SUMMARY_BINNING))),
+            "percentiles": {f"p{p}": _rounded(v) for p, v in percentiles.items()},
             "masked_fraction": round(channel.masked_fraction, 6),
         }
     return {
