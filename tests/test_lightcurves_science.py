@@ -216,3 +216,13 @@ def test_products_read_back_and_the_record_is_json() -> None:
     assert rows[0]["ppm_hour"]["sum"] == pytest.approx(rows[0]["ppm_frame"]["sum"] * np.sqrt(150 / 3600), rel=1e-3)
     again = make_lightcurve_products("PAN000_SC5348_20261124T080000", made, (303.05, 46.0))
     assert again.files == products.files, "deterministic bytes: a redelivery finds the same objects"
+
+
+def test_a_field_centre_on_an_unmeasured_star_takes_the_nearest_measured_one() -> None:
+    made = searched()
+    fluxes = made.fluxes
+    assert fluxes.unusable()[1], "star 1 is saturated"
+    products = make_lightcurve_products("PAN000_SC5348_20261124T080000", made, (fluxes.ra[1], fluxes.dec[1]))
+    target = products.record["target"]
+    assert target["star_id"] != "s1" and not target["unusable"]
+    assert target["ppm_frame"]["sum"] is not None and target["ppm_frame"]["sum"] > 0

@@ -135,13 +135,18 @@ def precision_table(lightcurves: Lightcurves) -> list[dict[str, Any]]:
 
 
 def target_star(fluxes: Fluxes, ra: float | None, dec: float | None) -> int | None:
-    """The star nearest (ra, dec), else nearest the stars' middle; None without stars."""
+    """The star nearest (ra, dec), else nearest the stars' middle; None without stars. Stars
+    measured in every frame come first: the pointing or FIELD position often falls near the edge
+    of a frame or off it (a crop, the mount's offset), and an unmeasured target is an empty plot."""
     if fluxes.shape[0] == 0:
         return None
     if ra is None or dec is None:
         ra, dec = float(np.nanmedian(fluxes.ra)), float(np.nanmedian(fluxes.dec))
     cos_dec = math.cos(math.radians(dec))
     distance = np.hypot((np.asarray(fluxes.ra) - ra + 180.0) % 360.0 - 180.0, (np.asarray(fluxes.dec) - dec) / cos_dec)
+    measured = ~fluxes.unusable()
+    if measured.any():
+        distance = np.where(measured, distance, np.inf)
     return int(np.nanargmin(distance))
 
 
