@@ -151,7 +151,13 @@ def assert_completed_once(watch: Watch, name: str, image_id: str, republished_ok
     image = watch.wait_for_step(image_id, "plate-solver", DEADLINE_SECONDS)
     assert image["status"] == "solved"
     assert {step: image["steps"][step]["state"] for step in CHAIN} == {step: "done" for step in CHAIN}
-    lines = request_lines(stack, image_id)
+    # A service writes its request line after its record: the record can be read first.
+    lines = wait_for(
+        lambda: request_lines(stack, image_id),
+        "a request line of each step's done",
+        30,
+        until=lambda lines: {r["step"] for r in lines if r["outcome"] == "done"} >= set(CHAIN),
+    )
     done = sorted(r["step"] for r in lines if r["outcome"] == "done")
     if republished_ok:
         # A step whose science finished while its record could not be written answered 503 and
